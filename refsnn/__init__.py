@@ -1,0 +1,11 @@
+"""refsnn: the reference implementation of adaptive bit allocation for spiking neural networks.
+
+Yao et al., "Towards Efficient and Accurate Spiking Neural Networks via Adaptive
+Bit Allocation" (arXiv:2506.23717).  The specification is METHOD.md; each
+equation is cited by number where it is computed.
+"""
+from .autograd import Tensor, gradcheck, no_grad, tensor
+from . import functional  # noqa: F401  (attaches the Python operators to Tensor)
+
+__version__ = "0.1.0"
+__all__ = ["Tensor", "tensor", "no_grad", "gradcheck", "functional", "__version__"]
