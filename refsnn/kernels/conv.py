@@ -1,0 +1,530 @@
+"""2-D convolution (cross-correlation, NCHW) and its two gradients.
+
+Symbols (the same in every function below)::
+
+    x    (N, C, H, W)       input              w  (O, C, kh, kw)  weight
+    y    (N, O, Ho, Wo)     output             gy = dL/dy, gx = dL/dx, gw = dL/dw
+    (sh, sw) stride, (ph, pw) zero padding,    Ho = (H + 2*ph - kh)//sh + 1
+    xpad = x with ph zero rows above/below and pw zero columns left/right
+
+    forward          y[n,o,i,j]  = sum_{c,p,q}  w[o,c,p,q] * xpad[n,c,i*sh+p, j*sw+q]
+    backward data    gxpad[n,c,i*sh+p, j*sw+q] += sum_o w[o,c,p,q] * gy[n,o,i,j]
+                     gx = gxpad without its padding
+    backward weight  gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] * xpad[n,c,i*sh+p, j*sw+q]
+
+No bias: the op adds it. Every function has two implementations:
+
+* ``impl="numpy"``: the literal specification -- one loop over the kernel
+  offsets (p, q), each step an einsum over channels on a strided slice of xpad.
+* ``impl="numba"`` (default): im2col / col2im in numba plus one large BLAS
+  matrix product. It agrees with the NumPy twin to rounding (sums are taken in
+  a different order).
+
+The im2col matrix used here has rows indexed by (c, p, q) and columns by
+(n, i, j)::
+
+    cols[(c,p,q), (n,i,j)] = xpad[n, c, i*sh+p, j*sw+q]
+
+so that, with W2 = w.reshape(O, C*kh*kw) and GY2[o, (n,i,j)] = gy[n,o,i,j],
+
+    y  = W2 @ cols          (then reordered to (N, O, Ho, Wo))
+    gw = GY2 @ cols.T
+    gcols = W2.T @ GY2      (then scattered back with col2im)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from refsnn.kernels import _checks as chk
+
+__all__ = ["conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight"]
+
+
+# ----------------------------------------------------------------------------
+# argument checks (shared by both implementations)
+# ----------------------------------------------------------------------------
+
+
+def _geometry(x_shape, w_shape, stride, padding):
+    """Normalise stride/padding, check x and w agree, return (sh, sw, ph, pw, Ho, Wo)."""
+    sh, sw = chk.pair(stride, "stride", minimum=1)
+    ph, pw = chk.pair(padding, "padding", minimum=0)
+    N, C, H, W = x_shape
+    O, Cw, kh, kw = w_shape
+    if C != Cw:
+        raise ValueError(
+            f"channel mismatch: x has C={C} channels (shape {tuple(x_shape)}) but "
+            f"w expects C={Cw} (shape {tuple(w_shape)})"
+        )
+    Ho = chk.out_size(H, kh, sh, ph, "H")
+    Wo = chk.out_size(W, kw, sw, pw, "W")
+    return sh, sw, ph, pw, Ho, Wo
+
+
+# ----------------------------------------------------------------------------
+# NumPy twin: the literal specification
+# ----------------------------------------------------------------------------
+
+
+def _pad(x, ph, pw):
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+def _window(a, p, q, sh, sw, Ho, Wo):
+    """The strided slice a[..., i*sh+p, j*sw+q] for i < Ho, j < Wo (a view)."""
+    return a[:, :, p : p + sh * (Ho - 1) + 1 : sh, q : q + sw * (Wo - 1) + 1 : sw]
+
+
+def _forward_numpy(x, w, sh, sw, ph, pw, Ho, Wo):
+    N = x.shape[0]
+    O, C, kh, kw = w.shape
+    xpad = _pad(x, ph, pw)
+    y = np.zeros((N, O, Ho, Wo), dtype=x.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            # y[n,o,i,j] += sum_c w[o,c,p,q] * xpad[n,c,i*sh+p, j*sw+q]
+            y += np.einsum("oc,ncij->noij", w[:, :, p, q], _window(xpad, p, q, sh, sw, Ho, Wo),
+                           optimize=True)
+    return y
+
+
+def _backward_data_numpy(gy, w, x_shape, sh, sw, ph, pw, Ho, Wo):
+    N, C, H, W = x_shape
+    O, _, kh, kw = w.shape
+    gxpad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=gy.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            # gxpad[n,c,i*sh+p, j*sw+q] += sum_o w[o,c,p,q] * gy[n,o,i,j]
+            _window(gxpad, p, q, sh, sw, Ho, Wo)[...] += np.einsum(
+                "oc,noij->ncij", w[:, :, p, q], gy, optimize=True)
+    return np.ascontiguousarray(gxpad[:, :, ph : ph + H, pw : pw + W])
+
+
+def _backward_weight_numpy(gy, x, w_shape, sh, sw, ph, pw, Ho, Wo):
+    O, C, kh, kw = w_shape
+    xpad = _pad(x, ph, pw)
+    gw = np.zeros((O, C, kh, kw), dtype=x.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            # gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] * xpad[n,c,i*sh+p, j*sw+q]
+            gw[:, :, p, q] = np.einsum("noij,ncij->oc", gy, _window(xpad, p, q, sh, sw, Ho, Wo),
+                                       optimize=True)
+    return gw
+
+
+# ----------------------------------------------------------------------------
+# numba: im2col / col2im + one GEMM
+# ----------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _valid_cols(W, Wo, q, sw, pw):
+    """Range [j_lo, j_hi) of output columns j whose input column j*sw+q-pw is inside [0, W)."""
+    # j*sw + q - pw >= 0   <=>  j >= ceil((pw - q) / sw)
+    j_lo = max(0, -((q - pw) // sw))
+    # j*sw + q - pw <= W-1 <=>  j <= floor((W - 1 - q + pw) / sw)
+    last = W - 1 - q + pw
+    j_hi = min(Wo, last // sw + 1) if last >= 0 else 0
+    return j_lo, max(j_lo, j_hi)
+
+
+@njit(cache=True, parallel=True)
+def _im2col(x, kh, kw, sh, sw, ph, pw, Ho, Wo, cols):
+    """cols[c,p,q,n,i,j] = xpad[n,c,i*sh+p,j*sw+q]; cols is (C*kh*kw, N*Ho*Wo), C-contiguous."""
+    N, C, H, W = x.shape
+    c6 = cols.reshape((C, kh, kw, N, Ho, Wo))
+    for cn in prange(C * N):
+        c = cn // N
+        n = cn - c * N
+        for p in range(kh):
+            for q in range(kw):
+                j_lo, j_hi = _valid_cols(W, Wo, q, sw, pw)
+                for i in range(Ho):
+                    ii = i * sh + p - ph
+                    row = c6[c, p, q, n, i]
+                    if ii < 0 or ii >= H:
+                        row[:] = 0
+                        continue
+                    for j in range(j_lo):
+                        row[j] = 0
+                    for j in range(j_lo, j_hi):
+                        row[j] = x[n, c, ii, j * sw + q - pw]
+                    for j in range(j_hi, Wo):
+                        row[j] = 0
+    return cols
+
+
+@njit(cache=True, parallel=True)
+def _col2im(gcols, kh, kw, sh, sw, ph, pw, Ho, Wo, gx):
+    """gx[n,c,i*sh+p-ph, j*sw+q-pw] += gcols[c,p,q,n,i,j] (padding positions dropped); gx zeroed."""
+    N, C, H, W = gx.shape
+    g6 = gcols.reshape((C, kh, kw, N, Ho, Wo))
+    for cn in prange(C * N):  # each (n, c) plane of gx is written by one thread only
+        c = cn // N
+        n = cn - c * N
+        for p in range(kh):
+            for q in range(kw):
+                j_lo, j_hi = _valid_cols(W, Wo, q, sw, pw)
+                for i in range(Ho):
+                    ii = i * sh + p - ph
+                    if ii < 0 or ii >= H:
+                        continue
+                    for j in range(j_lo, j_hi):
+                        gx[n, c, ii, j * sw + q - pw] += g6[c, p, q, n, i, j]
+    return gx
+
+
+@njit(cache=True, parallel=True)
+def _swap01(a, out):
+    """out[b, a0, k] = a[a0, b, k] for 3-D C-contiguous arrays (a transpose of the two leading axes)."""
+    A, B, K = a.shape
+    for ab in prange(A * B):
+        i = ab // B
+        b = ab - i * B
+        out[b, i, :] = a[i, b, :]
+    return out
+
+
+def _im2col_numba(x, kh, kw, sh, sw, ph, pw, Ho, Wo):
+    N, C = x.shape[:2]
+    cols = np.empty((C * kh * kw, N * Ho * Wo), dtype=x.dtype)
+    return _im2col(x, kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
+
+
+def _gy_as_matrix(gy):
+    """GY2[o, (n,i,j)] = gy[n,o,i,j] as a C-contiguous (O, N*Ho*Wo) matrix."""
+    N, O, Ho, Wo = gy.shape
+    g = _swap01(gy.reshape(N, O, Ho * Wo), np.empty((O, N, Ho * Wo), dtype=gy.dtype))
+    return g.reshape(O, N * Ho * Wo)
+
+
+def _forward_im2col(x, w, sh, sw, ph, pw, Ho, Wo):
+    N = x.shape[0]
+    O, C, kh, kw = w.shape
+    cols = _im2col_numba(x, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    y2 = np.dot(w.reshape(O, C * kh * kw), cols)  # (O, N*Ho*Wo)
+    y = _swap01(y2.reshape(O, N, Ho * Wo), np.empty((N, O, Ho * Wo), dtype=x.dtype))
+    return y.reshape(N, O, Ho, Wo)
+
+
+def _backward_data_im2col(gy, w, x_shape, sh, sw, ph, pw, Ho, Wo):
+    O, C, kh, kw = w.shape
+    gcols = np.dot(w.reshape(O, C * kh * kw).T, _gy_as_matrix(gy))  # (C*kh*kw, N*Ho*Wo)
+    gx = np.zeros(x_shape, dtype=gy.dtype)
+    return _col2im(gcols, kh, kw, sh, sw, ph, pw, Ho, Wo, gx)
+
+
+def _backward_weight_im2col(gy, x, w_shape, sh, sw, ph, pw, Ho, Wo):
+    O, C, kh, kw = w_shape
+    cols = _im2col_numba(x, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    gw = np.dot(_gy_as_matrix(gy), cols.T)  # (O, C*kh*kw)
+    return gw.reshape(w_shape)
+
+
+# ----------------------------------------------------------------------------
+# numba, 3x3 stride 1: Winograd F(2x2, 3x3) (Lavin & Gray, 2016)
+#
+# Split the output into 2x2 tiles t = (n, ti, tj); tile t reads the 4x4 patch
+# d_t = xpad[n, :, 2ti : 2ti+4, 2tj : 2tj+4]. With the constant matrices
+#
+#   B^T = [[1, 0,-1, 0],     G = [[1,   0,   0  ],     A^T = [[1, 1, 1, 0],
+#          [0, 1, 1, 0],          [1/2, 1/2, 1/2],            [0, 1,-1,-1]]
+#          [0,-1, 1, 0],          [1/2,-1/2, 1/2],
+#          [0, 1, 0,-1]]          [0,   0,   1  ]]
+#
+# the 2x2 output tile is exactly (in exact arithmetic)
+#
+#   y_t[o] = A^T [ sum_c (G w[o,c] G^T) * (B^T d_t[c] B) ] A        (* elementwise)
+#
+# i.e. with U[e,o,c] = (G w[o,c] G^T)[e], V[e,c,t] = (B^T d_t[c] B)[e] for the
+# 16 positions e of a 4x4 tile:  M[e] = U[e] @ V[e]  (16 GEMMs, 2.25x fewer
+# multiplications than im2col). Both gradients are the adjoint of that formula:
+# with Z[e,o,t] = (A gy_t[o] A^T)[e],
+#
+#   gd_t[c] = B [ sum_o U[e,o,c] Z[e,o,t] ]_e B^T   (scattered back, tiles overlap)
+#   gw[o,c] = G^T [ sum_t Z[e,o,t] V[e,c,t] ]_e G
+# ----------------------------------------------------------------------------
+
+_WG = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+@njit(cache=True, parallel=True)
+def _wino_input(x, ph, pw, th, tw, V):
+    """V[4a+b, c, t] = (B^T d_t[c] B)[a, b] with d_t[c] = xpad[n, c, 2ti:2ti+4, 2tj:2tj+4]."""
+    N, C, H, W = x.shape
+    for cn in prange(C * N):
+        c = cn // N
+        n = cn - c * N
+        xp = np.zeros((2 * th + 2, 2 * tw + 2), dtype=x.dtype)  # xpad[n, c], with room for whole tiles
+        xp[ph : ph + H, pw : pw + W] = x[n, c]
+        s = np.empty((4, 2 * tw + 2), dtype=x.dtype)
+        for ti in range(th):
+            r = xp[2 * ti : 2 * ti + 4]
+            for k in range(2 * tw + 2):  # s = B^T r, for all columns at once
+                s[0, k] = r[0, k] - r[2, k]
+                s[1, k] = r[1, k] + r[2, k]
+                s[2, k] = r[2, k] - r[1, k]
+                s[3, k] = r[1, k] - r[3, k]
+            t0 = (n * th + ti) * tw
+            for a in range(4):  # V = s B, tile by tile
+                for tj in range(tw):
+                    d0, d1, d2, d3 = s[a, 2 * tj], s[a, 2 * tj + 1], s[a, 2 * tj + 2], s[a, 2 * tj + 3]
+                    V[4 * a + 0, c, t0 + tj] = d0 - d2
+                    V[4 * a + 1, c, t0 + tj] = d1 + d2
+                    V[4 * a + 2, c, t0 + tj] = d2 - d1
+                    V[4 * a + 3, c, t0 + tj] = d1 - d3
+    return V
+
+
+@njit(cache=True, parallel=True)
+def _wino_output(M, th, tw, y):
+    """y[n, o, 2ti:2ti+2, 2tj:2tj+2] = A^T M[:, o, t] A (cropped to Ho x Wo)."""
+    N, O, Ho, Wo = y.shape
+    for no in prange(N * O):
+        n = no // O
+        o = no - n * O
+        yt = np.empty((2, 2 * tw), dtype=M.dtype)  # one row of output tiles
+        for ti in range(th):
+            t0 = (n * th + ti) * tw
+            for tj in range(tw):
+                t = t0 + tj
+                # s = A^T m  (2x4), column b from M[b], M[4+b], M[8+b], M[12+b]
+                s00 = M[0, o, t] + M[4, o, t] + M[8, o, t]
+                s01 = M[1, o, t] + M[5, o, t] + M[9, o, t]
+                s02 = M[2, o, t] + M[6, o, t] + M[10, o, t]
+                s03 = M[3, o, t] + M[7, o, t] + M[11, o, t]
+                s10 = M[4, o, t] - M[8, o, t] - M[12, o, t]
+                s11 = M[5, o, t] - M[9, o, t] - M[13, o, t]
+                s12 = M[6, o, t] - M[10, o, t] - M[14, o, t]
+                s13 = M[7, o, t] - M[11, o, t] - M[15, o, t]
+                # y_t = s A
+                yt[0, 2 * tj] = s00 + s01 + s02
+                yt[0, 2 * tj + 1] = s01 - s02 - s03
+                yt[1, 2 * tj] = s10 + s11 + s12
+                yt[1, 2 * tj + 1] = s11 - s12 - s13
+            rows = min(2, Ho - 2 * ti)
+            y[n, o, 2 * ti : 2 * ti + rows, :] = yt[:rows, :Wo]
+    return y
+
+
+@njit(cache=True, parallel=True)
+def _wino_grad_output(gy, th, tw, Z):
+    """Z[4a+b, o, t] = (A g A^T)[a, b] with g = gy[n, o, 2ti:2ti+2, 2tj:2tj+2] (zero beyond Ho, Wo)."""
+    N, O, Ho, Wo = gy.shape
+    for on in prange(O * N):
+        o = on // N
+        n = on - o * N
+        g = np.zeros((2 * th, 2 * tw), dtype=gy.dtype)  # gy[n, o], zero-extended to whole tiles
+        g[:Ho, :Wo] = gy[n, o]
+        for ti in range(th):
+            t0 = (n * th + ti) * tw
+            for tj in range(tw):
+                t = t0 + tj
+                g00, g01 = g[2 * ti, 2 * tj], g[2 * ti, 2 * tj + 1]
+                g10, g11 = g[2 * ti + 1, 2 * tj], g[2 * ti + 1, 2 * tj + 1]
+                # s = A g  (4x2): rows g0, g0 + g1, g0 - g1, -g1
+                s = ((g00, g01), (g00 + g10, g01 + g11), (g00 - g10, g01 - g11), (-g10, -g11))
+                for a in range(4):  # Z = s A^T
+                    u, v = s[a]
+                    Z[4 * a + 0, o, t] = u
+                    Z[4 * a + 1, o, t] = u + v
+                    Z[4 * a + 2, o, t] = u - v
+                    Z[4 * a + 3, o, t] = -v
+    return Z
+
+
+@njit(cache=True, parallel=True)
+def _wino_scatter(D, ph, pw, th, tw, gx):
+    """gx[n, c] = sum over tiles of (B D[:, c, t] B^T) placed at xpad rows 2ti.., cols 2tj.., cropped."""
+    N, C, H, W = gx.shape
+    for cn in prange(C * N):  # each (n, c) plane of gx is written by one thread only
+        c = cn // N
+        n = cn - c * N
+        gp = np.zeros((2 * th + 2, 2 * tw + 2), dtype=D.dtype)  # gradient w.r.t. xpad[n, c]
+        s = np.empty((4, 4), dtype=D.dtype)
+        for ti in range(th):
+            t0 = (n * th + ti) * tw
+            for tj in range(tw):
+                t = t0 + tj
+                for b in range(4):  # s = B m  (B rows: [1,0,0,0], [0,1,-1,1], [-1,1,1,0], [0,0,0,-1])
+                    m0, m1, m2, m3 = D[b, c, t], D[4 + b, c, t], D[8 + b, c, t], D[12 + b, c, t]
+                    s[0, b] = m0
+                    s[1, b] = m1 - m2 + m3
+                    s[2, b] = m1 + m2 - m0
+                    s[3, b] = -m3
+                for a in range(4):  # gd = s B^T, added into the 4x4 patch of gp
+                    u0, u1, u2, u3 = s[a, 0], s[a, 1], s[a, 2], s[a, 3]
+                    h = 2 * ti + a
+                    w = 2 * tj
+                    gp[h, w] += u0
+                    gp[h, w + 1] += u1 - u2 + u3
+                    gp[h, w + 2] += u1 + u2 - u0
+                    gp[h, w + 3] += -u3
+        gx[n, c] = gp[ph : ph + H, pw : pw + W]
+    return gx
+
+
+@njit(cache=True, parallel=True)
+def _wino_weight_kernel(w, G, U):
+    """U[4a+b, o, c] = sum_{p,q} G[a,p] w[o,c,p,q] G[b,q]   (U = G w G^T)."""
+    O, C = w.shape[0], w.shape[1]
+    for oc in prange(O * C):
+        o = oc // C
+        c = oc - o * C
+        for a in range(4):
+            for b in range(4):
+                acc = w[o, c, 0, 0] * 0
+                for p in range(3):
+                    for q in range(3):
+                        acc += G[a, p] * w[o, c, p, q] * G[b, q]
+                U[4 * a + b, o, c] = acc
+    return U
+
+
+@njit(cache=True, parallel=True)
+def _wino_weight_grad_kernel(Wg, G, gw):
+    """gw[o,c,p,q] = sum_{a,b} G[a,p] Wg[4a+b, o, c] G[b,q]   (gw = G^T Wg G)."""
+    O, C = gw.shape[0], gw.shape[1]
+    for oc in prange(O * C):
+        o = oc // C
+        c = oc - o * C
+        for p in range(3):
+            for q in range(3):
+                acc = gw[o, c, 0, 0] * 0
+                for a in range(4):
+                    for b in range(4):
+                        acc += G[a, p] * Wg[4 * a + b, o, c] * G[b, q]
+                gw[o, c, p, q] = acc
+    return gw
+
+
+def _wino_tiles(N, Ho, Wo):
+    th, tw = (Ho + 1) // 2, (Wo + 1) // 2
+    return th, tw, N * th * tw
+
+
+def _wino_weight(w):
+    """U[e, o, c] = (G w[o,c] G^T)[e], shape (16, O, C), C-contiguous."""
+    O, C = w.shape[:2]
+    return _wino_weight_kernel(w, _WG.astype(w.dtype), np.empty((16, O, C), dtype=w.dtype))
+
+
+def _wino_input_numba(x, ph, pw, Ho, Wo):
+    N, C = x.shape[:2]
+    th, tw, T = _wino_tiles(N, Ho, Wo)
+    return _wino_input(x, ph, pw, th, tw, np.empty((16, C, T), dtype=x.dtype))
+
+
+def _wino_grad_output_numba(gy):
+    N, O, Ho, Wo = gy.shape
+    th, tw, T = _wino_tiles(N, Ho, Wo)
+    return _wino_grad_output(gy, th, tw, np.empty((16, O, T), dtype=gy.dtype))
+
+
+def _forward_winograd(x, w, ph, pw, Ho, Wo):
+    N = x.shape[0]
+    O = w.shape[0]
+    th, tw, T = _wino_tiles(N, Ho, Wo)
+    M = np.matmul(_wino_weight(w), _wino_input_numba(x, ph, pw, Ho, Wo))  # (16, O, T)
+    return _wino_output(M, th, tw, np.empty((N, O, Ho, Wo), dtype=x.dtype))
+
+
+def _backward_data_winograd(gy, w, x_shape, ph, pw, Ho, Wo):
+    th, tw, T = _wino_tiles(x_shape[0], Ho, Wo)
+    U_t = np.ascontiguousarray(_wino_weight(w).transpose(0, 2, 1))  # (16, C, O)
+    D = np.matmul(U_t, _wino_grad_output_numba(gy))  # (16, C, T)
+    return _wino_scatter(D, ph, pw, th, tw, np.zeros(x_shape, dtype=gy.dtype))
+
+
+def _backward_weight_winograd(gy, x, w_shape, ph, pw, Ho, Wo):
+    Z = _wino_grad_output_numba(gy)  # (16, O, T)
+    V = _wino_input_numba(x, ph, pw, Ho, Wo)  # (16, C, T)
+    Wg = np.matmul(Z, V.transpose(0, 2, 1))  # (16, O, C)
+    return _wino_weight_grad_kernel(Wg, _WG.astype(x.dtype), np.empty(w_shape, dtype=x.dtype))
+
+
+# ----------------------------------------------------------------------------
+# numba dispatch
+# ----------------------------------------------------------------------------
+
+
+def _winograd_applies(kh, kw, sh, sw):
+    return kh == 3 and kw == 3 and sh == 1 and sw == 1
+
+
+def _forward_numba(x, w, sh, sw, ph, pw, Ho, Wo):
+    if _winograd_applies(w.shape[2], w.shape[3], sh, sw):
+        return _forward_winograd(x, w, ph, pw, Ho, Wo)
+    return _forward_im2col(x, w, sh, sw, ph, pw, Ho, Wo)
+
+
+def _backward_data_numba(gy, w, x_shape, sh, sw, ph, pw, Ho, Wo):
+    if _winograd_applies(w.shape[2], w.shape[3], sh, sw):
+        return _backward_data_winograd(gy, w, x_shape, ph, pw, Ho, Wo)
+    return _backward_data_im2col(gy, w, x_shape, sh, sw, ph, pw, Ho, Wo)
+
+
+def _backward_weight_numba(gy, x, w_shape, sh, sw, ph, pw, Ho, Wo):
+    if _winograd_applies(w_shape[2], w_shape[3], sh, sw):
+        return _backward_weight_winograd(gy, x, w_shape, ph, pw, Ho, Wo)
+    return _backward_weight_im2col(gy, x, w_shape, sh, sw, ph, pw, Ho, Wo)
+
+
+# ----------------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------------
+
+
+def conv2d_forward(x, w, stride=(1, 1), padding=(0, 0), impl="numba"):
+    """y[n,o,i,j] = sum_{c,p,q} w[o,c,p,q] * xpad[n,c,i*sh+p, j*sw+q]  (no bias).
+
+    x (N, C, H, W), w (O, C, kh, kw) -> y (N, O, Ho, Wo), C-contiguous, dtype of x.
+    """
+    chk.check_impl(impl)
+    chk.float_array(x, "x")
+    chk.float_array(w, "w")
+    chk.same_dtype(x, "x", w, "w")
+    sh, sw, ph, pw, Ho, Wo = _geometry(x.shape, w.shape, stride, padding)
+    x = np.ascontiguousarray(x)
+    w = np.ascontiguousarray(w)
+    f = _forward_numba if impl == "numba" else _forward_numpy
+    return np.ascontiguousarray(f(x, w, sh, sw, ph, pw, Ho, Wo))
+
+
+def conv2d_backward_data(gy, w, x_shape, stride=(1, 1), padding=(0, 0), impl="numba"):
+    """gx = dL/dx for y = conv2d_forward(x, w): gxpad[n,c,i*sh+p, j*sw+q] += sum_o w[o,c,p,q] gy[n,o,i,j].
+
+    gy (N, O, Ho, Wo), w (O, C, kh, kw), x_shape (N, C, H, W) -> gx of shape x_shape.
+    x_shape is needed because with stride > 1 several H give the same Ho.
+    """
+    chk.check_impl(impl)
+    chk.float_array(gy, "gy")
+    chk.float_array(w, "w")
+    chk.same_dtype(gy, "gy", w, "w")
+    x_shape = chk.shape4(x_shape, "x_shape")
+    sh, sw, ph, pw, Ho, Wo = _geometry(x_shape, w.shape, stride, padding)
+    chk.expect_shape(gy, "gy", (x_shape[0], w.shape[0], Ho, Wo), "(N, O, Ho, Wo) from x_shape and w")
+    gy = np.ascontiguousarray(gy)
+    w = np.ascontiguousarray(w)
+    f = _backward_data_numba if impl == "numba" else _backward_data_numpy
+    return np.ascontiguousarray(f(gy, w, x_shape, sh, sw, ph, pw, Ho, Wo))
+
+
+def conv2d_backward_weight(gy, x, w_shape, stride=(1, 1), padding=(0, 0), impl="numba"):
+    """gw = dL/dw for y = conv2d_forward(x, w): gw[o,c,p,q] = sum_{n,i,j} gy[n,o,i,j] xpad[n,c,i*sh+p, j*sw+q].
+
+    gy (N, O, Ho, Wo), x (N, C, H, W), w_shape (O, C, kh, kw) -> gw of shape w_shape.
+    """
+    chk.check_impl(impl)
+    chk.float_array(gy, "gy")
+    chk.float_array(x, "x")
+    chk.same_dtype(gy, "gy", x, "x")
+    w_shape = chk.shape4(w_shape, "w_shape")
+    sh, sw, ph, pw, Ho, Wo = _geometry(x.shape, w_shape, stride, padding)
+    chk.expect_shape(gy, "gy", (x.shape[0], w_shape[0], Ho, Wo), "(N, O, Ho, Wo) from x and w_shape")
+    gy = np.ascontiguousarray(gy)
+    x = np.ascontiguousarray(x)
+    f = _backward_weight_numba if impl == "numba" else _backward_weight_numpy
+    return np.ascontiguousarray(f(gy, x, w_shape, sh, sw, ph, pw, Ho, Wo))
