@@ -109,7 +109,7 @@ def run(quick: bool = True, seed: int = 0) -> list[Result]:
                   and math.isclose(c.bit_budget, h["bit_budget"], rel_tol=0, abs_tol=1e-9))
             tag = "/".join(map(str, wst))
             out.append(Result(
-                f"Cost columns: {model} ({data}, {'input neuron' if neuron else 'no input neuron'}) {tag}",
+                f"Costs {model} {tag} ({'in-neuron' if neuron else 'no in-neuron'})",
                 "refsnn.models.model_costs vs hand formulas",
                 f"Bit Budget {c.bit_budget:g}; S-ACE {c.s_ace / 1e9:.2f} G; S-ACE* {c.s_ace_star / 1e9:.2f} G; "
                 f"Size {c.size_mb:.2f} MB; MACs {c.macs / 1e9:.4f} G",

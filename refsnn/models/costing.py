@@ -1,0 +1,163 @@
+"""The cost model of a whole model (METHOD.md section 2, Eq. 7-8, App. A.6) and ``refsnn summary``.
+
+``model_costs`` learns every layer's shapes from one forward pass of a batch of one
+zero image (eval mode, no tape), asks each spiking layer for its ``LayerCost``
+(``SpikingConv2d.cost``), optionally sets every width by hand (``wst=(W, S, T)``,
+``refsnn.method.budget.uniform``) and returns ``refsnn.method.budget.model_cost``:
+
+    BB_l     = B_w,l * sum_t B_s,l^t                                   (Eq. 7, per layer)
+    S-ACE    = sum_l MACs_l * BB_l                                     (Eq. 8)
+    S-ACE*   = sum_l MACs_l * B_w,l * (max_t B_s,l^t + ceil(log2 T_l))  (refsnn's reading of App. A.6)
+    W, S, T  = weight- / feature-map-weighted averages; Bit Budget = W * S * T
+    size     = sum_l N_w,l * B_w,l / 8 / 10^6 MB
+
+A stem without input neuron (``input_neuron=False``) is left out of S-ACE, S-ACE*
+and the S and T averages, and kept in W, size and MACs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from ..autograd.tensor import Tensor, no_grad
+from ..method.budget import ModelCost, model_cost, parse_wst, uniform
+from ..nn import spiking_layers
+
+
+def parse_input_shape(text) -> tuple:
+    """'3x32x32' (or a tuple) -> (3, 32, 32): the per-sample input shape (C, H, W)."""
+    if isinstance(text, str):
+        try:
+            shape = tuple(int(p) for p in text.lower().split("x"))
+        except ValueError:
+            shape = ()
+    else:
+        try:
+            shape = tuple(int(v) for v in text)
+        except (TypeError, ValueError):
+            shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input shape must be C x H x W, three integers >= 1 (e.g. '3x32x32'), got {text!r}")
+    return shape
+
+
+def _check_wst(wst) -> tuple:
+    if isinstance(wst, str):
+        return parse_wst(wst)
+    try:
+        vals = tuple(wst)
+    except TypeError:
+        vals = ()
+    if len(vals) != 3 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+                                 for v in vals):
+        raise ValueError(f"wst must be (W, S, T), three integers >= 1, or a string like '16/1/4', got {wst!r}")
+    return tuple(int(v) for v in vals)
+
+
+def layer_costs(model, input_shape) -> list:
+    """``LayerCost`` of every spiking layer, in definition order, with the model's current widths.
+
+    Runs one forward pass of a batch of one zero image of shape ``input_shape`` in eval
+    mode under ``no_grad`` (eval mode skips the LSQ initialisation and the observers,
+    so the model's state is untouched); the training flags are restored afterwards.
+    """
+    shape = parse_input_shape(input_shape)
+    layers = spiking_layers(model)
+    if not layers:
+        raise ValueError(f"layer_costs: {type(model).__name__} has no SpikingConv2d / SpikingLinear layers")
+    dtype = layers[0][1].weight.dtype
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with no_grad():
+            model(Tensor(np.zeros((1,) + shape, dtype)))
+    finally:
+        for m, mode in modes:
+            object.__setattr__(m, "training", mode)
+    return [layer.cost(name) for name, layer in layers]
+
+
+def model_costs(model, input_shape, wst=None) -> ModelCost:
+    """Eq. 7-8 and App. A.6 for a whole model (METHOD.md section 2).
+
+    ``wst=(W, S, T)`` (or ``"16/1/4"``) sets every layer to B_w = W, B_s^t = S, T_l = T
+    (``budget.uniform``); None keeps the widths the layers have now.
+    """
+    costs = layer_costs(model, input_shape)
+    if wst is not None:
+        costs = uniform(costs, *_check_wst(wst))
+    return model_cost(costs)
+
+
+def _fmt_int(v) -> str:
+    return f"{int(v):,}"
+
+
+def format_cost_table(cost: ModelCost) -> str:
+    """Per-layer table and totals of a ``ModelCost`` (plain text)."""
+    head = ("layer", "kind", "MACs", "N_w", "N_f", "B_w", "B_s^t", "T", "BB", "S-ACE", "S-ACE*", "size (MB)")
+    rows = []
+    for lc in cost.layers:
+        spk = lc.spiking
+        rows.append((lc.name, lc.kind, _fmt_int(lc.macs), _fmt_int(lc.n_w), _fmt_int(lc.n_f), str(lc.B_w),
+                     ",".join(str(b) for b in lc.B_s[: lc.T]) if spk else "- (no neuron)",
+                     str(lc.T) if spk else "-", str(lc.bit_budget), _fmt_int(lc.s_ace), _fmt_int(lc.s_ace_star),
+                     f"{lc.size_mb:.4f}"))
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    left = {0, 1, 6}
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [line(head), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
+    out += ["",
+            f"W = {cost.W:.4g}   S = {cost.S:.4g}   T = {cost.T:.4g}   Bit Budget = W*S*T = {cost.bit_budget:.4g}",
+            f"MACs (G) = {cost.macs / 1e9:.4f}   S-ACE (G) = {cost.s_ace / 1e9:.4f}   "
+            f"S-ACE* (G) = {cost.s_ace_star / 1e9:.4f}   size (MB) = {cost.size_mb:.4f}",
+            "S-ACE* = sum MACs * B_w * (max_t B_s^t + ceil(log2 T)): refsnn's reading of App. A.6 "
+            "(post-squeezing pipeline), not a formula printed in the paper."]
+    if any(not lc.spiking for lc in cost.layers):
+        out.append("Layers marked '(no neuron)' see the analog input: counted in W, size and MACs, "
+                   "left out of S-ACE, S-ACE*, S and T.")
+    return "\n".join(out)
+
+
+def summary_main(argv=None) -> int:
+    """``refsnn summary --model NAME [--wst 16/1/4] [--input 3x32x32] [--no-input-neuron] [--json]``."""
+    from .registry import MODEL_NAMES, default_input_shape, get_model
+    ap = argparse.ArgumentParser(prog="refsnn summary",
+                                 description="Per-layer and total costs of a model (METHOD.md section 2, Eq. 7-8).")
+    ap.add_argument("--model", required=True, choices=MODEL_NAMES)
+    ap.add_argument("--wst", default=None, help="set every layer to W/S/T, e.g. 16/1/4 (default: the model's "
+                                                "initial widths)")
+    ap.add_argument("--input", default=None, help="per-sample input shape CxHxW (default: the model's own)")
+    ap.add_argument("--no-input-neuron", action="store_true",
+                    help="the stem is a plain quantized-weight layer on the analog image (left out of S-ACE)")
+    ap.add_argument("--num-classes", type=int, default=None)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = ap.parse_args(argv)
+    try:
+        wst = parse_wst(args.wst) if args.wst is not None else None
+        shape = parse_input_shape(args.input) if args.input is not None else default_input_shape(args.model)
+        kw = {"input_neuron": not args.no_input_neuron, "dtype": np.float32}
+        if args.num_classes is not None:
+            kw["num_classes"] = args.num_classes
+        model = get_model(args.model, **kw)
+        cost = model_costs(model, shape, wst)
+    except ValueError as e:
+        print(f"refsnn summary: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        d = {"model": args.model, "input_shape": list(shape), "input_neuron": not args.no_input_neuron,
+             "wst": list(wst) if wst else None}
+        d.update(cost.as_dict())
+        print(json.dumps(d, indent=1))
+    else:
+        print(f"{args.model}, input {'x'.join(map(str, shape))}, input neuron: {not args.no_input_neuron}"
+              + (f", W/S/T set to {'/'.join(map(str, wst))}" if wst else ", initial widths"))
+        print(format_cost_table(cost))
+    return 0

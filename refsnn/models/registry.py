@@ -1,0 +1,27 @@
+"""Models by name: ``get_model``, ``MODEL_NAMES``, ``default_input_shape``."""
+from __future__ import annotations
+
+from .resnet import resnet18, resnet20, sew_resnet34, tiny_resnet
+
+_MODELS = {"resnet20": resnet20, "resnet18": resnet18, "sew_resnet34": sew_resnet34, "tiny_resnet": tiny_resnet}
+_INPUT_SHAPES = {"resnet20": (3, 32, 32), "resnet18": (3, 32, 32), "sew_resnet34": (3, 224, 224),
+                 "tiny_resnet": (1, 8, 8)}
+MODEL_NAMES = tuple(_MODELS)
+
+
+def _check_name(name) -> str:
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {list(MODEL_NAMES)}")
+    return name
+
+
+def get_model(name: str, **kw):
+    """Build a model by name; keyword arguments go to the model function
+    (``num_classes``, ``config``, ``layer_configs``, ``input_neuron``, ``seed``, ``dtype``)."""
+    return _MODELS[_check_name(name)](**kw)
+
+
+def default_input_shape(name: str) -> tuple:
+    """Per-sample input shape (C, H, W) the model is meant for:
+    3x32x32 (CIFAR), 3x224x224 (ImageNet), 1x8x8 (digits)."""
+    return _INPUT_SHAPES[_check_name(name)]
