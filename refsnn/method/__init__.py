@@ -1,0 +1,23 @@
+"""The paper, one file per idea (METHOD.md sections 2-11).
+
+parametrize   Eq. 9-11    learnable widths and temporal length, straight-through
+weight_quant  Eq. 6, 18-19, App. A.8-A.9
+neuron        Eq. 12-17, 20, App. A.6-A.7, A.10-A.13, METHOD.md 6.5-6.6
+renewal       Alg. 1-2, Eq. 24-25, the switching-off rule
+budget        Eq. 7-8, App. A.6 (cost model)
+regulate      Eq. 21
+conventions   METHOD.md section 10 (paper vs official code)
+"""
+from . import budget, conventions, neuron, parametrize, regulate, renewal, weight_quant
+from .budget import LayerCost, ModelCost, model_cost, parse_wst, uniform
+from .conventions import OFFICIAL, PAPER, Convention, get_convention
+from .neuron import spiking_neuron
+from .parametrize import parametrized_width, width_value
+from .regulate import Penalties, Targets, model_averages, regulating_loss
+from .renewal import grid_search, observe, renewed_step, should_switch_off
+from .weight_quant import quantize_weight
+
+__all__ = ["budget", "conventions", "neuron", "parametrize", "regulate", "renewal", "weight_quant", "LayerCost",
+           "ModelCost", "model_cost", "parse_wst", "uniform", "Convention", "PAPER", "OFFICIAL", "get_convention",
+           "spiking_neuron", "parametrized_width", "width_value", "Penalties", "Targets", "model_averages",
+           "regulating_loss", "grid_search", "observe", "renewed_step", "should_switch_off", "quantize_weight"]

@@ -1,0 +1,128 @@
+"""Cost model: Bit Budget (Eq. 7), S-ACE (Eq. 8), the post-squeezing S-ACE* (App. A.6),
+the model averages W/S/T and the model size (METHOD.md section 2).
+
+Works on ``LayerCost`` records: a spiking layer produces one from its shapes
+and widths (``SpikingConv2d.cost()``); ``uniform`` overrides the widths by hand
+(e.g. W/S/T = 16/1/4) so that full-precision baselines can be costed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass
+class LayerCost:
+    """One spiking weight layer.
+
+    ``macs``: multiply-accumulates per sample; ``n_w``: weight elements;
+    ``n_f``: elements of the layer's input feature map per sample;
+    ``B_w``: weight width; ``B_s``: spike width of each of the ``T`` steps used;
+    ``spiking``: False for a stem fed by the analog image (no input neuron),
+    which is left out of S-ACE and of the S and T averages.
+    """
+    name: str
+    kind: str
+    macs: int
+    n_w: int
+    n_f: int
+    B_w: int
+    B_s: list = field(default_factory=list)
+    T: int = 1
+    spiking: bool = True
+
+    # Eq. 7 per layer: BB_l = B_w,l * sum_t B_s,l^t
+    @property
+    def bit_budget(self) -> int:
+        return self.B_w * sum(self.B_s[: self.T]) if self.spiking else 0
+
+    # Eq. 8 per layer: S-ACE_l = MACs_l * BB_l
+    @property
+    def s_ace(self) -> int:
+        return self.macs * self.bit_budget
+
+    # App. A.6 (our reading, METHOD.md section 2 Decision): MACs * B_w * (max_t B_s^t + ceil(log2 T))
+    @property
+    def s_ace_star(self) -> int:
+        if not self.spiking:
+            return 0
+        return self.macs * self.B_w * (max(self.B_s[: self.T]) + math.ceil(math.log2(self.T)))
+
+    @property
+    def size_mb(self) -> float:
+        return self.n_w * self.B_w / 8 / 1e6
+
+    @property
+    def mean_B_s(self) -> float:
+        return sum(self.B_s[: self.T]) / self.T
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(bit_budget=self.bit_budget, s_ace=self.s_ace, s_ace_star=self.s_ace_star, size_mb=self.size_mb,
+                 mean_B_s=self.mean_B_s)
+        return d
+
+
+@dataclass
+class ModelCost:
+    layers: list
+    W: float
+    S: float
+    T: float
+    bit_budget: float
+    macs: int
+    s_ace: int
+    s_ace_star: int
+    size_mb: float
+
+    def as_dict(self) -> dict:
+        return {"W": self.W, "S": self.S, "T": self.T, "bit_budget": self.bit_budget,
+                "macs_g": self.macs / 1e9, "s_ace_g": self.s_ace / 1e9, "s_ace_star_g": self.s_ace_star / 1e9,
+                "size_mb": self.size_mb, "layers": [lc.as_dict() for lc in self.layers],
+                "s_ace_star_note": "S-ACE* = sum MACs*B_w*(max_t B_s + ceil(log2 T)): refsnn's reading of App. A.6"}
+
+
+def model_cost(layers: list) -> ModelCost:
+    """Model averages (METHOD.md section 2) and totals (Eq. 7-8, App. A.6)."""
+    if not layers:
+        raise ValueError("model_cost: the model has no spiking weight layers")
+    spk = [lc for lc in layers if lc.spiking]
+    n_w = sum(lc.n_w for lc in layers)
+    n_f = sum(lc.n_f for lc in spk)
+    # W = sum_l B_w,l N_w,l / sum_l N_w,l
+    W = sum(lc.B_w * lc.n_w for lc in layers) / n_w
+    # S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l
+    S = sum(lc.mean_B_s * lc.n_f for lc in spk) / n_f if n_f else 0.0
+    # T = sum_l T_l N_f,l / sum_l N_f,l
+    T = sum(lc.T * lc.n_f for lc in spk) / n_f if n_f else 0.0
+    return ModelCost(
+        layers=layers, W=W, S=S, T=T,
+        # model Bit Budget = W * S * T (Eq. 7 at model level)
+        bit_budget=W * S * T,
+        macs=sum(lc.macs for lc in layers),
+        # Eq. 8: S-ACE = sum over spiking weight layers of MACs_l * BB_l
+        s_ace=sum(lc.s_ace for lc in layers),
+        s_ace_star=sum(lc.s_ace_star for lc in layers),
+        # size (MB) = sum_l N_w,l * B_w,l / 8 / 10^6
+        size_mb=sum(lc.size_mb for lc in layers),
+    )
+
+
+def uniform(layers: list, W: int, S: int, T: int) -> list:
+    """The same layers with every width set by hand: B_w = W, B_s^t = S for t <= T, T_l = T."""
+    for name, v in (("W", W), ("S", S), ("T", T)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"uniform: {name} must be an integer >= 1, got {v!r}")
+    return [replace(lc, B_w=W, B_s=[S] * T, T=T) for lc in layers]
+
+
+def parse_wst(text: str) -> tuple:
+    """'16/1/4' -> (16, 1, 4)."""
+    parts = str(text).split("/")
+    try:
+        vals = tuple(int(p) for p in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or min(vals) < 1:
+        raise ValueError(f"W/S/T must look like '16/1/4' (three integers >= 1), got {text!r}")
+    return vals

@@ -1,0 +1,94 @@
+"""The regulating loss (Eq. 21).
+
+    L_total = L_task + lam_w |W - W_tar| + lam_T |T - T_tar| + lam_s |S - S_tar|      (21)
+
+W, S, T are the model averages of METHOD.md section 2, computed from the
+*rounded* widths with a straight-through round (Eq. 9-11), so that the gradient
+reaches every Bhat and That in proportion to its layer's element share:
+
+    W = sum_l B_w,l N_w,l / sum_l N_w,l
+    S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l      (mean over the T_l steps in use)
+    T = sum_l T_l N_f,l / sum_l N_f,l
+
+Layers whose widths are all frozen are left out (METHOD.md section 7).  |.| is
+the L2 norm of a scalar, i.e. the absolute value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd.tensor import Tensor
+
+
+@dataclass(frozen=True)
+class Targets:
+    W: float
+    S: float
+    T: float
+
+
+@dataclass(frozen=True)
+class Penalties:
+    """(lam_w, lam_s, lam_T); defaults: METHOD.md section 7 for CIFAR targets below 3 bits."""
+    lam_w: float = 4e-2
+    lam_s: float = 4e-2
+    lam_T: float = 1e-2
+
+
+def _learnable(layer) -> bool:
+    c = layer.config
+    return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
+
+
+def model_averages(layers) -> dict:
+    """Tensors W, S, T (straight-through in every width parameter) over the given spiking layers.
+
+    Each layer must have run a forward pass (N_f is its input's size per sample).
+    Layers without an input neuron count in W only (they receive no spikes).
+    """
+    layers = [l for l in layers if _learnable(l)]
+    if not layers:
+        raise ValueError("regulating loss: no spiking layer has a learnable width")
+    for l in layers:
+        if l.in_shape is None:
+            raise ValueError("regulating loss: run a forward pass first (N_f of each layer comes from its input shape)")
+    n_w_total = float(sum(l.weight.size for l in layers))
+    spk = [l for l in layers if l.config.input_neuron]
+    n_f_total = float(sum(np.prod(l.in_shape) for l in spk))
+    W = S = T = None
+    for l in layers:
+        B_w, B_s, T_l = l.widths()
+        # W = sum_l B_w,l N_w,l / sum_l N_w,l
+        term = B_w * (l.weight.size / n_w_total)
+        W = term if W is None else W + term
+        if not l.config.input_neuron:
+            continue
+        share = float(np.prod(l.in_shape)) / n_f_total
+        n_steps = int(T_l.data)
+        # S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l  (mean over the T_l steps in use)
+        s_term = F.mean(B_s[:n_steps]) * share
+        # T = sum_l T_l N_f,l / sum_l N_f,l
+        t_term = T_l * share
+        S = s_term if S is None else S + s_term
+        T = t_term if T is None else T + t_term
+    return {"W": W, "S": S, "T": T}
+
+
+def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties()) -> tuple:
+    """Eq. 21 without L_task: ``(loss, averages)``; ``averages`` holds W, S, T as floats."""
+    avg = model_averages(layers)
+    loss = None
+    for key, lam in (("W", penalties.lam_w), ("S", penalties.lam_s), ("T", penalties.lam_T)):
+        value = avg[key]
+        if value is None or lam == 0:
+            continue
+        # Eq. 21: lam * |X - X_tar|
+        term = F.abs(value - float(getattr(targets, key))) * float(lam)
+        loss = term if loss is None else loss + term
+    if loss is None:
+        any_t = avg["W"]
+        loss = any_t * 0.0
+    return loss, {k: (float(v.data) if isinstance(v, Tensor) else None) for k, v in avg.items()}

@@ -1,0 +1,139 @@
+"""Plain (non-spiking) layers: Linear, Conv2d, BatchNorm1d/2d, ReLU, pooling, Flatten, Identity."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd.tensor import DEFAULT_DTYPE, check_float_dtype
+from .module import Module, Parameter
+
+
+def _rng(rng) -> np.random.Generator:
+    if rng is None:
+        return np.random.default_rng(0)
+    if isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(int(rng))
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
+
+
+def _positive_int(value, name: str, owner: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def kaiming_normal(shape, fan_in: int, rng, dtype) -> np.ndarray:
+    """He initialisation for ReLU networks: N(0, 2 / fan_in)."""
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+class Linear(Module):
+    """y = x W^T + b."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=DEFAULT_DTYPE):
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features", "Linear")
+        self.out_features = _positive_int(out_features, "out_features", "Linear")
+        dtype = check_float_dtype(dtype)
+        self.weight = Parameter(kaiming_normal((out_features, in_features), in_features, _rng(rng), dtype), "weight")
+        self.bias = Parameter(np.zeros(out_features, dtype), "bias") if bias else None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+
+
+class Conv2d(Module):
+    """2-D convolution (cross-correlation), NCHW."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
+                 rng=None, dtype=DEFAULT_DTYPE):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels", "Conv2d")
+        self.out_channels = _positive_int(out_channels, "out_channels", "Conv2d")
+        k = (kernel_size, kernel_size) if isinstance(kernel_size, (int, np.integer)) else tuple(kernel_size)
+        for v in k:
+            _positive_int(v, "kernel_size", "Conv2d")
+        self.kernel_size, self.stride, self.padding = k, stride, padding
+        dtype = check_float_dtype(dtype)
+        fan_in = in_channels * k[0] * k[1]
+        self.weight = Parameter(kaiming_normal((out_channels, in_channels) + k, fan_in, _rng(rng), dtype), "weight")
+        self.bias = Parameter(np.zeros(out_channels, dtype), "bias") if bias else None
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class _BatchNorm(Module):
+    _ndim = 4
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, dtype=DEFAULT_DTYPE):
+        super().__init__()
+        self.num_features = _positive_int(num_features, "num_features", type(self).__name__)
+        dtype = check_float_dtype(dtype)
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.weight = Parameter(np.ones(num_features, dtype), "bn")
+        self.bias = Parameter(np.zeros(num_features, dtype), "bn")
+        self.register_buffer("running_mean", np.zeros(num_features, dtype))
+        self.register_buffer("running_var", np.ones(num_features, dtype))
+
+    def forward(self, x):
+        if x.ndim != self._ndim:
+            raise ValueError(f"{type(self).__name__}: expected a {self._ndim}-D input, got shape {tuple(x.shape)}")
+        return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, self.training,
+                            self.momentum, self.eps)
+
+    def extra_repr(self):
+        return str(self.num_features)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) maps per channel."""
+    _ndim = 4
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) features per channel."""
+    _ndim = 2
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class Flatten(Module):
+    def forward(self, x):
+        return F.flatten(x)
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(MaxPool2d):
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AdaptiveAvgPool2d(Module):
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x, 1)

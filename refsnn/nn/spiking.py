@@ -1,0 +1,343 @@
+"""The paper's layers: SpikingConv2d and SpikingLinear = neuron + squeeze + quantized-weight conv/linear.
+
+One layer ``l`` of METHOD.md section 5:
+
+    y_l = squeeze(neuron(a_l))                 Eq. 12-15 (skipped when ``input_neuron=False``)
+    z_l = Q(W_l) (*) y_l (+ bias)               Eq. 6
+
+with learnable widths (Eq. 9-11), thresholds and weight steps initialised by the
+LSQ rule at the first training batch (METHOD.md section 11), and bit-width
+observers renewing the steps when a rounded width changes (Alg. 1-2, Eq. 24-25).
+
+Parameters of one layer and their kinds (for per-kind learning rates):
+
+    weight        "weight"        the full-precision weights W_l
+    bias          "bias"          optional
+    weight_step   "weight_step"   S_q, 0-d (layer-wise) or (C_out,) (per channel)
+    weight_width  "weight_width"  Bhat_w (0-d)
+    threshold     "threshold"     V_th^t, (T_bound,) temporal-wise or (1,) shared over time
+    spike_width   "spike_width"   Bhat_s^t, (T_bound,) or (1,)
+    time          "time"          That (0-d)
+
+A width that is not learnable is a Parameter with ``requires_grad=False``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd.tensor import DEFAULT_DTYPE, Tensor, check_float_dtype, no_grad
+from ..kernels import neuron as _kneuron
+from ..method import renewal as R
+from ..method.budget import LayerCost
+from ..method.conventions import get_convention
+from ..method.neuron import DOMAINS, ROUNDINGS, spike_grid, spiking_neuron
+from ..method.parametrize import check_bound, check_finite_param, parametrized_width, width_value
+from ..method.weight_quant import quantize_weight, weight_grid
+from .layers import _positive_int, _rng, kaiming_normal
+from .module import Module, Parameter
+
+
+@dataclass(frozen=True)
+class SpikingConfig:
+    """Every per-layer option of the method (defaults: the paper's CIFAR settings)."""
+    weight_bits: float = 4.0        # initial Bhat_w (Eq. 11)
+    spike_bits: float = 4.0         # initial Bhat_s^t (Eq. 9)
+    time_steps: float = 2.0         # initial That (Eq. 10)
+    weight_bound: int = 6           # B_w,bound
+    spike_bound: int = 6            # B_s,bound
+    time_bound: int = 3             # T_bound
+    learn_weight_bits: bool = True
+    learn_spike_bits: bool = True
+    learn_time: bool = True
+    domain: str = "positive"        # "positive" (Eq. 14) or "bidirectional" (Eq. 15)
+    rounding: str = "round"         # "round" (shift 1/2) or "floor" (shift 0, Eq. 5)
+    tau: float = 1.0                # 1 = IF (refined default), > 1 = LIF ablation
+    temporal_wise: bool = True      # one V_th^t and B_s^t per step, or shared over time
+    per_channel_step: bool = False  # one weight step per output channel
+    renewal: str = "spike"          # "none", "spike" (paper default), "weight", "both"
+    renewal_K: int = 100            # Alg. 2 candidates
+    renewal_p: float = 2.4          # Alg. 2 score power
+    convention: str = "paper"       # "paper" or "official" (METHOD.md section 10)
+    input_neuron: bool = True       # False: no neuron, the layer sees the analog input (a plain stem)
+    impl: str = "numba"             # kernels: "numba" or "numpy"
+
+    def __post_init__(self):
+        wb = check_bound(self.weight_bound, "weight_bound")
+        sb = check_bound(self.spike_bound, "spike_bound")
+        tb = check_bound(self.time_bound, "time_bound (T_bound)")
+        for name, v, b in (("weight_bits", self.weight_bits, wb), ("spike_bits", self.spike_bits, sb),
+                           ("time_steps", self.time_steps, tb)):
+            if not (isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v)):
+                raise ValueError(f"SpikingConfig: {name} must be a finite number, got {v!r}")
+        if self.domain not in DOMAINS:
+            raise ValueError(f"SpikingConfig: domain must be one of {DOMAINS}, got {self.domain!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"SpikingConfig: rounding must be one of {tuple(ROUNDINGS)}, got {self.rounding!r}")
+        if not (isinstance(self.tau, (int, float)) and math.isfinite(self.tau) and self.tau >= 1):
+            raise ValueError(f"SpikingConfig: tau must be a number >= 1 (1 = IF), got {self.tau!r}")
+        R.check_renewal_mode(self.renewal)
+        R.check_grid(self.renewal_K, self.renewal_p)
+        get_convention(self.convention)
+        if self.impl not in ("numba", "numpy"):
+            raise ValueError(f"SpikingConfig: impl must be 'numba' or 'numpy', got {self.impl!r}")
+
+    @classmethod
+    def field_names(cls) -> tuple:
+        return tuple(f.name for f in fields(cls))
+
+    def replace(self, **changes) -> "SpikingConfig":
+        unknown = set(changes) - set(self.field_names())
+        if unknown:
+            raise ValueError(f"SpikingConfig: unknown option(s) {sorted(unknown)}; valid: {list(self.field_names())}")
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _lsq_init(data: np.ndarray, q_max: int) -> float:
+    """METHOD.md section 11: step = 2 mean|x| / sqrt(q_max) (LSQ initialisation)."""
+    return max(2.0 * float(np.mean(np.abs(data))) / math.sqrt(q_max), R.EPS)
+
+
+class _SpikingLayer(Module):
+    """Shared machinery of SpikingConv2d and SpikingLinear (the weight op differs)."""
+
+    def _build(self, weight: np.ndarray, out_channels: int, bias: bool, config: SpikingConfig, dtype):
+        c = self.config = config
+        self.weight = Parameter(weight, "weight")
+        self.bias = Parameter(np.zeros(out_channels, dtype), "bias") if bias else None
+        n_steps = c.time_bound if c.temporal_wise else 1
+        step_shape = (out_channels,) if c.per_channel_step else ()
+        self.weight_step = Parameter(np.ones(step_shape, dtype), "weight_step")
+        self.weight_width = Parameter(np.array(c.weight_bits, dtype), "weight_width")
+        self.weight_width.requires_grad = c.learn_weight_bits
+        if c.input_neuron:
+            self.threshold = Parameter(np.ones(n_steps, dtype), "threshold")
+            self.spike_width = Parameter(np.full(n_steps, c.spike_bits, dtype), "spike_width")
+            self.spike_width.requires_grad = c.learn_spike_bits
+            self.time = Parameter(np.array(c.time_steps, dtype), "time")
+            self.time.requires_grad = c.learn_time
+        # state saved with the layer: LSQ initialisation done, observers (Alg. 1), renewal switches
+        self.register_buffer("initialized", np.array(False))
+        self.register_buffer("renew_spike", np.array(c.renewal in ("spike", "both") and c.input_neuron))
+        self.register_buffer("renew_weight", np.array(c.renewal in ("weight", "both")))
+        n_obs_w = out_channels if c.per_channel_step else 1
+        self.register_buffer("obs_w_bold", np.full(n_obs_w, width_value(c.weight_bits, c.weight_bound), np.int64))
+        self.register_buffer("obs_w_vrmin", np.full(n_obs_w, np.inf))
+        self.register_buffer("obs_w_vrmax", np.full(n_obs_w, -np.inf))
+        if c.input_neuron:
+            self.register_buffer("obs_s_bold", np.full(n_steps, width_value(c.spike_bits, c.spike_bound), np.int64))
+            self.register_buffer("obs_s_vrmin", np.full(n_steps, np.inf))
+            self.register_buffer("obs_s_vrmax", np.full(n_steps, -np.inf))
+        self.renewal_events: list = []   # (kind, index, B_old, B_new, step) of the last forward pass
+        self.in_shape = None              # per-sample input shape seen last (for the cost model)
+        self.out_shape = None
+
+    # -- widths (Eq. 9-11) -------------------------------------------------------
+    def widths(self) -> tuple:
+        """Tensors (B_w, B_s^t for t = 1..T_bound, T) with straight-through gradients (Eq. 9-11)."""
+        c = self.config
+        # Eq. 11: B_w = round(clip(Bhat_w, 1, B_w,bound))
+        B_w = parametrized_width(self.weight_width, c.weight_bound, "weight_width")
+        if not c.input_neuron:
+            return B_w, None, None
+        # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, B_s,bound))
+        B_s = parametrized_width(self.spike_width, c.spike_bound, "spike_width")
+        # Eq. 10: T = round(clip(That, 1, T_bound))
+        T = parametrized_width(self.time, c.time_bound, "time")
+        if not c.temporal_wise:  # shared over time: one value broadcast to every step
+            B_s = B_s * np.ones(c.time_bound, dtype=B_s.dtype)
+        return B_w, B_s, T
+
+    def width_values(self) -> tuple:
+        """Integer (B_w, [B_s^t ...], T) now, without the tape."""
+        c = self.config
+        B_w = int(width_value(self.weight_width, c.weight_bound))
+        if not c.input_neuron:
+            return B_w, [], 1
+        T = int(width_value(self.time, c.time_bound))
+        bs = width_value(self.spike_width, c.spike_bound)
+        bs = np.broadcast_to(bs, (c.time_bound,))
+        return B_w, [int(b) for b in bs[:T]], T
+
+    def thresholds(self):
+        c = self.config
+        if c.temporal_wise:
+            return self.threshold
+        return self.threshold * np.ones(c.time_bound, dtype=self.threshold.dtype)
+
+    # -- section 11: LSQ initialisation at the first training batch ------------------
+    def _initialize(self, x: np.ndarray) -> None:
+        c = self.config
+        B_w, B_s, _ = self.width_values()
+        # section 11: S_q = 2 mean|w| / sqrt(q_max)
+        if c.per_channel_step:
+            q_max = weight_grid(B_w)[1]
+            self.weight_step.data[...] = [_lsq_init(wc, q_max) for wc in self.weight.data]
+        else:
+            self.weight_step.data[...] = _lsq_init(self.weight.data, weight_grid(B_w)[1])
+        if c.input_neuron:
+            bs = width_value(self.spike_width, c.spike_bound)
+            # section 11: V_th^t = 2 mean|a| / sqrt(q_max)
+            self.threshold.data[...] = [_lsq_init(x, spike_grid(b, c.domain)[1]) for b in bs]
+        self.initialized[...] = True
+
+    # -- Alg. 1: observers, before quantizing -----------------------------------------
+    def _renew_spike_steps(self, x: np.ndarray) -> None:
+        c = self.config
+        bs = width_value(self.spike_width, c.spike_bound)
+        T = int(width_value(self.time, c.time_bound))
+        steps = range(len(bs)) if c.temporal_wise else range(1)
+        for t in steps:
+            if t >= T:
+                break
+            B = int(bs[t])
+            if B == int(self.obs_s_bold[t]):  # Alg. 1 step 1
+                continue
+            # the data X of this quantizer: the membrane potential v^t under the current thresholds
+            v_th = self.thresholds().data if not c.temporal_wise else self.threshold.data
+            bits_all = np.broadcast_to(bs, (c.time_bound,)).astype(np.int64)
+            _, v = _kneuron.neuron_forward(x, np.ascontiguousarray(v_th), np.ascontiguousarray(bits_all), t + 1,
+                                           domain=c.domain, shift=ROUNDINGS[c.rounding], tau=c.tau,
+                                           reset_decay=get_convention(c.convention).reset_decay, impl=c.impl)
+            q_min, q_max = spike_grid(B, c.domain)
+            res = R.observe(v[t], B, int(self.obs_s_bold[t]), float(self.obs_s_vrmin[t]), float(self.obs_s_vrmax[t]),
+                            q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=(c.domain == "bidirectional"),
+                            formula=get_convention(c.convention).renewal_formula)
+            self.obs_s_bold[t], self.obs_s_vrmin[t], self.obs_s_vrmax[t] = res.b_old, res.v_rmin, res.v_rmax
+            if res.fired:
+                # Eq. 25: overwrite the step V_th^t
+                self.threshold.data[t] = max(res.step, R.EPS)
+                self.renewal_events.append(("spike", t, int(res.b_old), res.step))
+
+    def _renew_weight_step(self) -> None:
+        c = self.config
+        B = int(width_value(self.weight_width, c.weight_bound))
+        q_min, q_max = weight_grid(B)
+        formula = get_convention(c.convention).renewal_formula
+        groups = list(self.weight.data) if c.per_channel_step else [self.weight.data]
+        for i, X in enumerate(groups):
+            if B == int(self.obs_w_bold[i]):  # Alg. 1 step 1
+                continue
+            res = R.observe(X, B, int(self.obs_w_bold[i]), float(self.obs_w_vrmin[i]), float(self.obs_w_vrmax[i]),
+                            q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=None, formula=formula)
+            self.obs_w_bold[i], self.obs_w_vrmin[i], self.obs_w_vrmax[i] = res.b_old, res.v_rmin, res.v_rmax
+            if res.fired:
+                # Eq. 25: overwrite the step S_q
+                if c.per_channel_step:
+                    self.weight_step.data[i] = max(res.step, R.EPS)
+                else:
+                    self.weight_step.data[...] = max(res.step, R.EPS)
+                self.renewal_events.append(("weight", i, int(res.b_old), res.step))
+
+    # -- forward ------------------------------------------------------------------------
+    def _weight_op(self, y, wq):  # pragma: no cover - defined by the subclasses
+        raise TypeError(f"{type(self).__name__} must define _weight_op")
+
+    def forward(self, x):
+        c = self.config
+        xd = x.data if isinstance(x, Tensor) else np.asarray(x)
+        if xd.dtype != self.weight.dtype:
+            raise TypeError(f"{type(self).__name__}: input is {xd.dtype}, the layer is {self.weight.dtype}")
+        self.renewal_events = []
+        for p in (self.weight_width, getattr(self, "spike_width", None), getattr(self, "time", None)):
+            if p is not None:
+                check_finite_param(p, f"{type(self).__name__}.{'weight_width' if p is self.weight_width else p.kind}")
+        if self.training:
+            with no_grad():
+                if not bool(self.initialized):
+                    self._initialize(xd)
+                if bool(self.renew_weight):
+                    self._renew_weight_step()
+                if c.input_neuron and bool(self.renew_spike):
+                    self._renew_spike_steps(xd)
+        B_w, B_s, T = self.widths()
+        if c.input_neuron:
+            # Eq. 12-15: neuron over T steps and temporal squeezing
+            y = spiking_neuron(x, self.thresholds(), B_s, T, domain=c.domain, rounding=c.rounding, tau=c.tau,
+                               convention=c.convention, impl=c.impl)
+        else:
+            y = x
+        # Eq. 6: quantized weights
+        wq = quantize_weight(self.weight, self.weight_step, B_w, convention=c.convention, impl=c.impl)
+        z = self._weight_op(y, wq)
+        self.in_shape, self.out_shape = tuple(xd.shape[1:]), tuple(z.shape[1:])
+        return z
+
+    # -- cost model (Eq. 7-8) ------------------------------------------------------------
+    def macs(self) -> int:  # pragma: no cover - defined by the subclasses
+        raise TypeError(f"{type(self).__name__} must define macs")
+
+    def cost(self, name: str = "") -> LayerCost:
+        """This layer's entry of the cost model, from the shapes of the last forward pass."""
+        if self.in_shape is None:
+            raise ValueError(f"{type(self).__name__} {name}: run a forward pass first (the cost model needs the "
+                             "input shape); refsnn.method.budget helpers do this for a model")
+        B_w, B_s, T = self.width_values()
+        spiking = self.config.input_neuron
+        return LayerCost(name=name, kind=self.kind, macs=self.macs(), n_w=int(self.weight.size),
+                         n_f=int(np.prod(self.in_shape)), B_w=B_w, B_s=B_s if spiking else [], T=T if spiking else 1,
+                         spiking=spiking)
+
+
+class SpikingConv2d(_SpikingLayer):
+    """Neuron + squeeze + quantized-weight 2-D convolution (METHOD.md 5.1, Eq. 6, Eq. 12-15)."""
+    kind = "conv"
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
+                 config: SpikingConfig | None = None, rng=None, dtype=DEFAULT_DTYPE):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels", "SpikingConv2d")
+        self.out_channels = _positive_int(out_channels, "out_channels", "SpikingConv2d")
+        k = (kernel_size, kernel_size) if isinstance(kernel_size, (int, np.integer)) else tuple(kernel_size)
+        for v in k:
+            _positive_int(v, "kernel_size", "SpikingConv2d")
+        self.kernel_size, self.stride, self.padding = k, stride, padding
+        dtype = check_float_dtype(dtype)
+        w = kaiming_normal((out_channels, in_channels) + k, in_channels * k[0] * k[1], _rng(rng), dtype)
+        self._build(w, out_channels, bias, config or SpikingConfig(), dtype)
+
+    def _weight_op(self, y, wq):
+        return F.conv2d(y, wq, self.bias, stride=self.stride, padding=self.padding)
+
+    def macs(self) -> int:
+        # METHOD.md section 2: H_out * W_out * k_h * k_w * C_in * C_out
+        return int(self.out_shape[1] * self.out_shape[2] * self.kernel_size[0] * self.kernel_size[1]
+                   * self.in_channels * self.out_channels)
+
+    def extra_repr(self):
+        c = self.config
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, W/S/T={c.weight_bits:g}/{c.spike_bits:g}/{c.time_steps:g}, "
+                f"domain={c.domain}, input_neuron={c.input_neuron}")
+
+
+class SpikingLinear(_SpikingLayer):
+    """Neuron + squeeze + quantized-weight linear layer."""
+    kind = "linear"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, config: SpikingConfig | None = None,
+                 rng=None, dtype=DEFAULT_DTYPE):
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features", "SpikingLinear")
+        self.out_features = _positive_int(out_features, "out_features", "SpikingLinear")
+        dtype = check_float_dtype(dtype)
+        w = kaiming_normal((out_features, in_features), in_features, _rng(rng), dtype)
+        self._build(w, out_features, bias, config or SpikingConfig(), dtype)
+
+    def _weight_op(self, y, wq):
+        return F.linear(y, wq, self.bias)
+
+    def macs(self) -> int:
+        # METHOD.md section 2: in * out
+        return int(self.in_features * self.out_features)
+
+    def extra_repr(self):
+        c = self.config
+        return (f"{self.in_features}, {self.out_features}, W/S/T={c.weight_bits:g}/{c.spike_bits:g}/"
+                f"{c.time_steps:g}, domain={c.domain}")
