@@ -43,11 +43,11 @@ elements are cut into blocks of BLOCK, the blocks run in parallel, and each bloc
 through its T steps while it sits in cache, one branch-free (vectorizable) loop per step.
 Both evaluate every per-element expression with the same operations in the same order, in
 the input's dtype (no fastmath, so no FMA contraction). The sums over j in ``g_vth`` and
-``g_bits`` follow one fixed order (:func:`_block_partial_sums`: blocks of BLOCK, LANES
-interleaved running sums inside a block, lanes combined by halving, blocks added by one
-NumPy call), which the numba kernel follows while it runs, without storing per-element
-terms. So the two implementations agree bit for bit on every output (up to the sign of
-zero, which ``np.array_equal`` ignores).
+``g_bits`` follow one fixed order (:func:`_block_partial_sums`: blocks of BLOCK, pairwise
+by halving inside a block, the block sums added by one NumPy call), which the numba
+kernel follows while it runs, without storing per-element terms. So the two
+implementations agree bit for bit on every output (up to the sign of zero, which
+``np.array_equal`` ignores).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from numba import njit, prange
 
 from refsnn.kernels import _checks as chk
 
-__all__ = ["neuron_forward", "neuron_backward", "spike_levels", "DOMAINS", "SHIFTS", "MAX_BITS"]
+__all__ = ["neuron_forward", "neuron_backward", "spike_levels", "DOMAINS", "SHIFTS", "MAX_BITS", "BLOCK"]
 
 LN2 = math.log(2.0)
 DOMAINS = ("positive", "bidirectional")
@@ -224,6 +224,15 @@ def _emit(u, round_away, sgn, shift, q_min, q_max):
 
 
 @njit(cache=True)
+def _count_nonfinite(a):
+    """Number of non-finite entries of a 1-D array."""
+    count = 0
+    for i in range(a.shape[0]):
+        count += 0 if np.isfinite(a[i]) else 1
+    return count
+
+
+@njit(cache=True)
 def _forward_step(x, v_t, y, v_prev, Shat_prev, vth, q_lo, q_hi, round_away, sgn, shift, inv_tau, reset_decay):
     """One step t over the elements of one block (1-D contiguous slices; a vectorizable loop).
 
@@ -256,6 +265,7 @@ def _forward_kernel(I, v_th, bits, qmin, qmax, bidir, shift, inv_tau, reset_deca
         j1 = min(N, j0 + BLOCK)
         x = I[j0:j1]
         yb = y[j0:j1]
+        bad += _count_nonfinite(x)
         # v^0 = 0, Shat^0 = 0 (Eq. 13); y accumulates from 0
         state = np.zeros((2, j1 - j0), dtype=I.dtype)
         yb[:] = 0
@@ -264,8 +274,6 @@ def _forward_kernel(I, v_th, bits, qmin, qmax, bidir, shift, inv_tau, reset_deca
                           round_away, bidir and bits[t] == 1, shift, inv_tau, reset_decay)
         for i in range(j1 - j0):
             yb[i] = yb[i] / T_f  # Eq. 12
-            if not np.isfinite(x[i]):
-                bad += 1
     return bad
 
 
@@ -328,29 +336,26 @@ def neuron_forward(
 # ----------------------------------------------------------------------------
 
 #: The sums over the elements j (in g_vth and g_bits) are taken in one fixed order:
-#: blocks of BLOCK consecutive elements; inside a block, element j goes to lane
-#: j mod LANES (counted from the block start) and each lane is summed in increasing j;
-#: the LANES lane sums are combined by halving; one NumPy call adds the block sums.
+#: blocks of BLOCK consecutive elements (the last one padded with zeros); inside a block,
+#: pairwise by halving (x[i] + x[i + BLOCK/2], then the same on the first half, ...);
+#: then one NumPy call adds the block sums.
 BLOCK = 1024
-LANES = 16
 
 
 def _block_partial_sums(terms):
     """Block sums of ``terms`` (shape (..., N)) in the fixed order above; shape (..., ceil(N/BLOCK)).
 
-    The fused numba kernel adds its terms in exactly this order as it goes (so it never
-    stores a per-element term array); this function is the NumPy statement of that order.
-    The last block is padded with zeros, which add exactly nothing.
+    The fused numba kernel sums its terms block by block in exactly this order while it
+    runs (so it never stores a per-element term array); this function is the NumPy
+    statement of that order. The zero padding adds exact zeros.
     """
     N = terms.shape[-1]
     nblocks = -(-N // BLOCK)
     padded = np.zeros(terms.shape[:-1] + (nblocks * BLOCK,), dtype=terms.dtype)
     padded[..., :N] = terms
-    lanes = padded.reshape(terms.shape[:-1] + (nblocks, BLOCK // LANES, LANES))
-    # each lane in increasing j (np.add.accumulate adds strictly in order: p_i = p_{i-1} + x_i)
-    p = np.add.accumulate(lanes, axis=-2)[..., -1, :]
-    # lanes combined by halving: p[l] = p[l] + p[l + w], w = LANES/2, LANES/4, ..., 1
-    w = LANES
+    p = padded.reshape(terms.shape[:-1] + (nblocks, BLOCK))
+    # pairwise by halving: p[i] = p[i] + p[i + w] for i < w, w = BLOCK/2, BLOCK/4, ..., 1
+    w = BLOCK
     while w > 1:
         w //= 2
         p = p[..., :w] + p[..., w : 2 * w]
@@ -448,12 +453,15 @@ def _backward_step(gy, v_t, gI, gv_next, th, tk, vth, q_lo, q_hi, k_hi, k_lo, ro
     """One step t (going backwards) over the elements of one block (a vectorizable loop).
 
     ``gv_next`` holds dL/dv^{t+1} and is overwritten with dL/dv^t; ``gI`` accumulates;
-    ``th``, ``tk`` receive the terms gS h and gS k.
+    ``th``, ``tk`` receive the terms gS h and gS k. Returns the number of non-finite v^t.
     """
     zero = T_f - T_f
     one = T_f / T_f
+    bad = 0
     for i in range(gy.shape[0]):
-        u = v_t[i] / vth
+        vi = v_t[i]
+        bad += 0 if np.isfinite(vi) else 1
+        u = vi / vth
         gy_T = gy[i] / T_f
         gS = gy_T - r * gv_next[i] if bptt else gy_T
         S = _emit(u, round_away, sgn, shift, q_lo, q_hi)
@@ -469,22 +477,19 @@ def _backward_step(gy, v_t, gI, gv_next, th, tk, vth, q_lo, q_hi, k_hi, k_lo, ro
         gv = gS * ind + inv_tau * gv_next[i] if bptt else gS * ind
         gI[i] = gI[i] + gv
         gv_next[i] = gv
+    return bad
 
 
 @njit(cache=True)
-def _lane_sum(terms, lane):
-    """Sum of one block's terms (length BLOCK, zero-padded) in the order of :func:`_block_partial_sums`."""
-    for l in range(LANES):
-        lane[l] = terms[l]
-    for i0 in range(LANES, BLOCK, LANES):
-        for l in range(LANES):
-            lane[l] = lane[l] + terms[i0 + l]
-    w = LANES
+def _block_sum(terms):
+    """Sum of one block's terms (length BLOCK, zero-padded) in the order of
+    :func:`_block_partial_sums`; overwrites ``terms``."""
+    w = terms.shape[0]
     while w > 1:
         w //= 2
-        for l in range(w):
-            lane[l] = lane[l] + lane[l + w]
-    return lane[0]
+        for i in range(w):
+            terms[i] = terms[i] + terms[i + w]
+    return terms[0]
 
 
 @njit(cache=True, parallel=True)
@@ -506,24 +511,19 @@ def _backward_kernel(gy, v, v_th, bits, qmin, qmax, kmag, bidir, shift, inv_tau,
         n = j1 - j0
         gyb = gy[j0:j1]
         gIb = gI[j0:j1]
+        bad += _count_nonfinite(gyb)
         gIb[:] = 0
-        # rows: dL/dv^{t+1} (0 after the last step), the terms gS h and gS k (zero-padded to BLOCK)
+        # rows: dL/dv^{t+1} (0 after the last step); the terms gS h and gS k, zero-padded to BLOCK
         work = np.zeros((3, BLOCK), dtype=gy.dtype)
-        lane = np.empty(LANES, dtype=gy.dtype)
         for tt in range(T):
             t = T - 1 - tt
             k_lo = -kmag[t] if bidir else kmag[t] - kmag[t]
-            _backward_step(gyb, v[t, j0:j1], gIb, work[0, :n], work[1, :n], work[2, :n], v_th[t], qmin[t],
-                           qmax[t], kmag[t], k_lo, round_away, bidir and bits[t] == 1, shift, inv_tau, r,
-                           bptt, T_f)
-            partials[0, t, b] = _lane_sum(work[1], lane)
-            partials[1, t, b] = _lane_sum(work[2], lane)
-        for i in range(n):
-            if not np.isfinite(gyb[i]):
-                bad += 1
-            for t in range(T):
-                if not np.isfinite(v[t, j0 + i]):
-                    bad += 1
+            bad += _backward_step(gyb, v[t, j0:j1], gIb, work[0, :n], work[1, :n], work[2, :n], v_th[t],
+                                  qmin[t], qmax[t], kmag[t], k_lo, round_away, bidir and bits[t] == 1, shift,
+                                  inv_tau, r, bptt, T_f)
+            partials[0, t, b] = _block_sum(work[1])
+            partials[1, t, b] = _block_sum(work[2])
+            # _block_sum overwrote the first n terms; the zero padding beyond n is intact
     return bad
 
 
