@@ -39,6 +39,9 @@ MODULES = [
     "accumulation",
     "error_increase",
     "costs",
+    "renewal_effect",
+    "gradients",
+    "time_flow",
 ]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
