@@ -1,0 +1,13 @@
+"""Hot loops as pure functions on ndarrays, each in two implementations:
+``impl="numpy"`` (the literal specification) and ``impl="numba"`` (fast, tested against it).
+
+conv    conv2d forward, backward-data, backward-weight
+pool    max / average pooling forward and backward
+neuron  the refined spiking neuron over T steps, forward and all gradients (Eq. 12-20)
+quant   the weight quantizer, forward and gradients (Eq. 6, 18-19)
+"""
+import os
+
+# numba's OpenMP workers spin while they wait by default; on a shared 2-core machine that
+# made small parallel kernels 20x slower.  A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -132,8 +132,9 @@ class Module:
             else:
                 m, bname = bufs[name]
                 old = getattr(m, bname)
-                if np.shape(old) != value.shape:
-                    raise ValueError(f"load_state_dict: buffer '{name}' has shape {value.shape}, expected {np.shape(old)}")
+                if np.shape(old) != value.shape or np.asarray(old).dtype != value.dtype:
+                    raise ValueError(f"load_state_dict: buffer '{name}' has shape {value.shape} dtype {value.dtype}, "
+                                     f"the model expects {np.shape(old)} {np.asarray(old).dtype}")
                 if isinstance(old, np.ndarray) and old.shape:
                     old[...] = value
                 else:

@@ -134,7 +134,7 @@ class _SpikingLayer(Module):
             self.register_buffer("obs_s_bold", np.full(n_steps, width_value(c.spike_bits, c.spike_bound), np.int64))
             self.register_buffer("obs_s_vrmin", np.full(n_steps, np.inf))
             self.register_buffer("obs_s_vrmax", np.full(n_steps, -np.inf))
-        self.renewal_events: list = []   # (kind, index, B_old, B_new, step) of the last forward pass
+        self.renewal_events: list = []   # (kind, index, B_new, step) of every renewal in the last forward pass
         self.in_shape = None              # per-sample input shape seen last (for the cost model)
         self.out_shape = None
 

@@ -1,0 +1,152 @@
+"""Benchmark of whole training steps: seconds per step (forward, loss incl. Eq. 21, backward, SGD update).
+
+Cases (each in float32 and float64):
+
+    resnet20     batch 16, random 3x32x32 inputs, 10 classes   (the paper's CIFAR model)
+    tiny_resnet  batch 64, the embedded digits (1x8x8)          (the demo's model)
+
+Per case: one untimed warm-up step (LSQ initialisation, numba compilation), then
+``--repeats`` timed steps; the median and the minimum are reported.  Memory: the
+peak of memory allocated by Python and NumPy during one more step, traced with
+``tracemalloc`` (not timed), and the process's peak resident set size
+(``ru_maxrss``, a high-water mark over the whole run, so it only grows down the table).
+
+Widths do not change during a few steps, so the observers of Alg. 1 do not fire:
+these are steps without a step-size renewal (a renewal adds one grid search of
+K candidates on the data of the quantizer that changed).
+
+    python -m refsnn.bench.train [--quick] [--repeats N] [--models resnet20,tiny_resnet] [--dtypes float32,float64]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+CASES = {"resnet20": {"batch": 16, "data": "random 3x32x32"}, "tiny_resnet": {"batch": 64, "data": "digits 1x8x8"}}
+
+
+def _step_fn(model_name: str, dtype: str, batch: int):
+    """A closure that runs one training step of ``model_name`` on a fixed batch."""
+    from refsnn import functional as F
+    from refsnn.autograd.tensor import Tensor
+    from refsnn.method.regulate import Penalties, Targets, regulating_loss
+    from refsnn.models import get_model
+    from refsnn.nn import spiking_layers
+    from refsnn.optim import SGD, param_groups
+
+    dt = np.dtype(dtype)
+    if model_name == "tiny_resnet":
+        from refsnn.data import load_digits
+        ds = load_digits("train", dtype=dt)
+        x, y = ds.x[:batch], ds.y[:batch]
+    else:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(dt)
+        y = rng.integers(0, 10, batch).astype(np.int64)
+    model = get_model(model_name, num_classes=10, seed=0, dtype=dt)
+    layers = [l for _, l in spiking_layers(model)]
+    opt = SGD(param_groups(model, weight_decay=1e-4), momentum=0.9)
+    targets, penalties = Targets(2, 2, 1), Penalties()
+    model.train()
+
+    def step():
+        logits = model(Tensor(x))
+        loss = F.cross_entropy(logits, y)
+        reg, _ = regulating_loss(layers, targets, penalties)
+        loss = loss + reg
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.data)
+
+    return step
+
+
+def run_case(model_name: str, dtype: str, repeats: int, batch: int | None = None) -> dict:
+    batch = batch or CASES[model_name]["batch"]
+    step = _step_fn(model_name, dtype, batch)
+    t = time.perf_counter()
+    step()  # warm-up: LSQ initialisation, numba compilation
+    warm = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    tracemalloc.start()
+    step()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    rss_mb = rss / 1024 if sys.platform != "darwin" else rss / 2 ** 20
+    med = float(np.median(times))
+    return {"model": model_name, "batch": batch, "data": CASES[model_name]["data"], "dtype": dtype,
+            "repeats": repeats, "warmup_s": warm, "median_s": med, "min_s": float(min(times)),
+            "samples_per_s": batch / med, "peak_traced_mb": peak / 1e6, "max_rss_mb": rss_mb}
+
+
+def format_table(rows: list) -> str:
+    head = ("model", "batch", "dtype", "s/step (median)", "min", "samples/s", "warm-up s", "peak traced MB",
+            "max RSS MB")
+    cells = [(r["model"], str(r["batch"]), r["dtype"], f"{r['median_s']:.3f}", f"{r['min_s']:.3f}",
+              f"{r['samples_per_s']:.1f}", f"{r['warmup_s']:.2f}", f"{r['peak_traced_mb']:.0f}",
+              f"{r['max_rss_mb']:.0f}") for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths))),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              for row in cells]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see refsnn.cli._configure_threads
+    ap = argparse.ArgumentParser(prog="refsnn bench train", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 timed steps per case (1 for resnet20)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed steps per case (default 5; resnet20: 3)")
+    ap.add_argument("--models", default="tiny_resnet,resnet20", help="comma-separated: tiny_resnet,resnet20")
+    ap.add_argument("--dtypes", default="float32,float64", help="comma-separated: float32,float64")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = ap.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    for m in models:
+        if m not in CASES:
+            ap.error(f"--models: unknown model {m!r}; choose from {list(CASES)}")
+    for d in dtypes:
+        if d not in ("float32", "float64"):
+            ap.error(f"--dtypes: {d!r} is not float32 or float64")
+    if args.repeats is not None and args.repeats < 1:
+        ap.error("--repeats must be >= 1")
+    rows = []
+    for m in models:
+        for d in dtypes:
+            if args.repeats is not None:
+                reps = args.repeats
+            elif args.quick:
+                reps = 1 if m == "resnet20" else 2
+            else:
+                reps = 3 if m == "resnet20" else 5
+            rows.append(run_case(m, d, reps))
+            if not args.json:
+                print(f"  {m} {d}: {rows[-1]['median_s']:.3f} s/step", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        import numba
+        print(f"training step = forward + cross-entropy + Eq. 21 + backward + SGD update; "
+              f"{os.cpu_count()} CPUs, numba threads {numba.get_num_threads()}, "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+        print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""The ``refsnn`` command (also ``python -m refsnn``).
+
+    refsnn demo [--out DIR] [--epochs N] [--quick]      train tiny_resnet on the embedded digits, 4/4/2 -> 2/2/1
+    refsnn train --config FILE.toml [--resume CKPT] [--epochs N] [--out DIR] [--stop-after N] [--check]
+    refsnn eval CKPT [--json]                            accuracy and costs of a checkpoint
+    refsnn plots HISTORY.json [--out DIR]                redraw the figures of a run
+    refsnn summary --model NAME [...]                    per-layer costs (refsnn.models.costing)
+    refsnn bench {conv,neuron,train} [...]               benchmarks (refsnn.bench.*)
+    refsnn verify [--quick] [--report PATH] [--fig-dir DIR] [--only CHECK ...]   the theory checks (verify/)
+    refsnn golden [...]                                  golden outputs (refsnn.golden; a separate piece)
+
+Exit codes: 0 success, 1 a check failed (verify, demo --strict), 2 a usage or configuration error.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+#: sub-commands whose arguments are parsed by the module they delegate to
+DELEGATED = ("summary", "bench", "golden")
+BENCHES = {"conv": "refsnn.bench.conv", "neuron": "refsnn.bench.neuron", "train": "refsnn.bench.train"}
+#: keys a resumed run may change without breaking bit-identical continuation
+RESUME_FREE_KEYS = {"epochs", "out_dir", "progress", "plots", "checkpoint_every", "keep_checkpoints", "description"}
+
+
+def _configure_threads() -> None:
+    """Let idle OpenMP threads of the numba kernels sleep instead of spinning.
+
+    On a machine whose cores are shared (other processes, CI), spinning worker threads make
+    small parallel kernels 10-20x slower; passive waiting costs nothing on an idle machine.
+    Must run before the first parallel kernel starts the OpenMP runtime; a value set by
+    the user is kept.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _error(msg: str) -> int:
+    print(f"refsnn: error: {msg}", file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------------
+DEMO_CRITERIA = {"accuracy": 0.95, "tolerance": 0.3}
+
+
+def cmd_demo(args) -> int:
+    from .config import bundled_config, load_config
+    from .train import Trainer
+    path = bundled_config("demo")
+    cfg = load_config(path)
+    changes = {"out_dir": args.out}
+    if args.quick:
+        # a smoke run: a few hundred training samples, 2 epochs, renewal rule early
+        changes["epochs"] = 2
+        changes["data"] = _replace(cfg.data, train_subset=320)
+        changes["renewal"] = _replace(cfg.renewal, min_epochs=1)
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.progress:
+        changes["progress"] = args.progress
+    cfg = cfg.replace(**changes)
+    r = cfg.regulate
+    init = cfg.spiking_config()
+    print(f"refsnn demo: {cfg.model.name} on {cfg.data.name}, W/S/T {init.weight_bits:g}/{init.spike_bits:g}/"
+          f"{init.time_steps:g} -> targets {r.W:g}/{r.S:g}/{r.T:g}, renewal '{cfg.renewal.mode}', "
+          f"{cfg.epochs} epochs, {cfg.dtype}")
+    print(f"settings: {path}{' (with --quick)' if args.quick else ''}")
+    t0 = time.perf_counter()
+    tr = Trainer(cfg)
+    tr.fit()
+    wall = time.perf_counter() - t0
+    print()
+    print(tr.final_report())
+    last = tr.history[-1]
+    checks = [("test accuracy >= 95 %", last["test_acc"] >= DEMO_CRITERIA["accuracy"])]
+    for key in ("W", "S", "T"):
+        target = getattr(tr.targets, key)
+        checks.append((f"|{key} - {target:g}| <= {DEMO_CRITERIA['tolerance']}",
+                       abs(last[key] - target) <= DEMO_CRITERIA["tolerance"]))
+    print()
+    print("demo criteria: " + ";  ".join(f"{name}: {'ok' if ok else 'NOT MET'}" for name, ok in checks)
+          + ("  (--quick: not expected to be met)" if args.quick else ""))
+    print(f"wrote {cfg.out_dir}/: history.json, history.csv, checkpoint.npz/.json"
+          + (", wst_history.png, layer_allocation.png, curves.png" if cfg.plots else ""))
+    print(f"wall time {wall:.1f} s")
+    if args.strict and not all(ok for _, ok in checks):
+        return 1
+    return 0
+
+
+def _replace(obj, **changes):
+    from dataclasses import replace
+    return replace(obj, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# train / eval / plots
+# ---------------------------------------------------------------------------------------------
+def _diff(a: dict, b: dict, prefix: str = "") -> list:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .train import Trainer
+    if args.config is None and args.resume is None:
+        return _error("train: give --config FILE.toml (or --resume CKPT)")
+    cfg = load_config(args.config) if args.config else None
+    if args.check:
+        if cfg is None:
+            return _error("train --check needs --config")
+        print(json.dumps(cfg.to_dict(), indent=1))
+        note = " (no ImageNet reader exists yet: it cannot be trained)" if cfg.data.name == "imagenet" else ""
+        print(f"{args.config}: valid{note}")
+        return 0
+    changes = {}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.out is not None:
+        changes["out_dir"] = args.out
+    if args.progress:
+        changes["progress"] = args.progress
+    if args.resume is not None:
+        if cfg is not None:
+            meta = json.loads(Path(args.resume).with_suffix(".json").read_text())
+            saved = {k: v for k, v in meta["config"].items() if k not in RESUME_FREE_KEYS}
+            given = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE_KEYS}
+            differ = _diff(saved, given)
+            if differ:
+                return _error(f"train --resume: {args.config} differs from the checkpoint's configuration in "
+                              f"{differ}; only {sorted(RESUME_FREE_KEYS)} may change on resume")
+            for key in ("epochs", "out_dir", "progress", "plots", "checkpoint_every", "keep_checkpoints"):
+                changes.setdefault(key, getattr(cfg, key))
+        epochs = changes.pop("epochs", None)
+        out_dir = changes.pop("out_dir", None)
+        tr = Trainer.from_checkpoint(args.resume, epochs=epochs, out_dir=out_dir, **changes)
+        print(f"resuming {args.resume} after epoch {tr.epoch} of {tr.config.epochs}")
+    else:
+        tr = Trainer(cfg.replace(**changes) if changes else cfg)
+    tr.fit(until=args.stop_after)
+    print()
+    print(tr.final_report())
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .train import Trainer
+    tr = Trainer.from_checkpoint(args.checkpoint, progress="none")
+    loss, acc = tr.evaluate()
+    cost = tr.costs()
+    if args.json:
+        d = {"checkpoint": str(args.checkpoint), "epoch": tr.epoch, "test_loss": loss, "test_acc": acc}
+        d.update(cost.as_dict())
+        print(json.dumps(d, indent=1))
+        return 0
+    from .models.costing import format_cost_table
+    print(f"{args.checkpoint}: {tr.config.model.name} on {tr.config.data.name}, after epoch {tr.epoch} of "
+          f"{tr.config.epochs}")
+    print(f"test accuracy {100 * acc:.2f} %   test loss {loss:.4f}   ({len(tr.test_set)} samples)")
+    print(format_cost_table(cost))
+    return 0
+
+
+def cmd_plots(args) -> int:
+    from .plots import plots_main
+    for p in plots_main(args.history, args.out):
+        print(p)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# delegated commands
+# ---------------------------------------------------------------------------------------------
+def _delegate(command: str, argv: list) -> int:
+    if command == "summary":
+        from .models.costing import summary_main
+        return summary_main(argv)
+    if command == "bench":
+        if not argv or argv[0] in ("-h", "--help"):
+            print(f"usage: refsnn bench {{{','.join(BENCHES)}}} [options]\n\n"
+                  "  conv    conv2d kernels: numba vs NumPy twin (vs PyTorch if installed)\n"
+                  "  neuron  the spiking-neuron kernels\n"
+                  "  train   seconds per training step and peak memory (refsnn.bench.train)")
+            return 0 if argv else 2
+        if argv[0] not in BENCHES:
+            return _error(f"bench: unknown benchmark {argv[0]!r}; choose one of {list(BENCHES)}")
+        try:
+            mod = importlib.import_module(BENCHES[argv[0]])
+        except ModuleNotFoundError as e:
+            return _error(f"bench {argv[0]}: {BENCHES[argv[0]]} is not available ({e})")
+        return int(mod.main(argv[1:]) or 0)
+    if command == "golden":
+        # -------------------------------------------------------------------------------
+        # golden outputs: refsnn.golden (written and checked elsewhere; another piece of
+        # the project).  This command only hands its arguments over.
+        # -------------------------------------------------------------------------------
+        try:
+            mod = importlib.import_module("refsnn.golden")
+        except ModuleNotFoundError:
+            return _error("golden: refsnn.golden is not available in this installation yet")
+        if not hasattr(mod, "main"):
+            return _error("golden: refsnn.golden has no main(argv)")
+        return int(mod.main(argv) or 0)
+    raise AssertionError(command)  # pragma: no cover
+
+
+def cmd_verify(args) -> int:
+    import refsnn
+    root = Path(refsnn.__file__).resolve().parents[1]
+    if not (root / "verify" / "runner.py").is_file():
+        return _error(f"verify: the 'verify' package is not next to refsnn (looked in {root}); it lives at the "
+                      "repository root and is not installed with the package -- run from a clone of the "
+                      "repository (pip install -e .)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    runner = importlib.import_module("verify.runner")
+    kw = {"only": args.only} if args.only else {}
+    return int(runner.run_all(args.quick, args.report, args.fig_dir, **kw) or 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the parser
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="refsnn", description="Reference implementation of adaptive bit allocation "
+                                 "for spiking neural networks (Yao et al., arXiv:2506.23717).")
+    from . import __version__
+    ap.add_argument("--version", action="version", version=f"refsnn {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    progress = {"choices": ("auto", "bar", "line", "none"), "default": None,
+                "help": "progress display (default: a bar on a terminal, else one line per epoch)"}
+
+    p = sub.add_parser("demo", help="train tiny_resnet on the embedded digits, W/S/T 4/4/2 -> 2/2/1",
+                       description="Train tiny_resnet on the embedded UCI digits from W/S/T 4/4/2 towards the targets "
+                                   "2/2/1 with step-size renewal; settings: refsnn/configs/demo.toml.")
+    p.add_argument("--out", default="refsnn-out", help="output directory (default: ./refsnn-out)")
+    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs on 320 training samples")
+    p.add_argument("--strict", action="store_true", help="exit with 1 if the demo's criteria are not met")
+    p.add_argument("--progress", **progress)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train from a TOML configuration (or resume a checkpoint)")
+    p.add_argument("--config", default=None, help="the run's TOML file (see refsnn/configs/)")
+    p.add_argument("--resume", default=None, metavar="CKPT", help="continue from this checkpoint (.npz)")
+    p.add_argument("--epochs", type=int, default=None, help="override the total number of epochs")
+    p.add_argument("--out", default=None, help="override the output directory")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="stop after epoch N (the schedule still spans all epochs; resume later)")
+    p.add_argument("--check", action="store_true", help="only validate the configuration and print it")
+    p.add_argument("--progress", **progress)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy and costs of a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint .npz (its .json must be beside it)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plots", help="redraw the figures of a run from its history.json")
+    p.add_argument("history", help="history.json of a run")
+    p.add_argument("--out", default=None, help="directory for the PNG files (default: beside history.json)")
+    p.set_defaults(func=cmd_plots)
+
+    p = sub.add_parser("verify", help="numerical and analytical checks of the theory (verify/ package)")
+    p.add_argument("--quick", action="store_true", help="fewer samples")
+    p.add_argument("--report", default=None, help="write the report (markdown) here")
+    p.add_argument("--fig-dir", default=None, help="write the figures here")
+    p.add_argument("--only", nargs="+", default=None, metavar="CHECK", help="run only these checks (module names)")
+    p.set_defaults(func=cmd_verify)
+
+    sub.add_parser("summary", help="per-layer costs of a model (see: refsnn summary --help)", add_help=False)
+    sub.add_parser("bench", help="benchmarks: conv, neuron, train (see: refsnn bench --help)", add_help=False)
+    sub.add_parser("golden", help="golden outputs (refsnn.golden)", add_help=False)
+    return ap
+
+
+def main(argv=None) -> int:
+    _configure_threads()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        return _delegate(argv[0], argv[1:])
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.command is None:
+        ap.print_help()
+        return 2
+    from .config import ConfigError
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError) as e:
+        return _error(str(e))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,496 @@
+"""Training: Algorithm A.1 of the paper (METHOD.md section 11).
+
+    initialise widths (e.g. 4/4/2); steps by the LSQ rule at the first training batch   (inside the layers)
+    for epoch:
+        for batch:
+            forward            (observers renew steps where widths changed, while renewal is on; Alg. 1-2)
+            L_total = cross-entropy + Eq. 21
+            backward; SGD step (momentum 0.9, weight decay on weights only, lr per parameter kind); cosine schedule
+        check the switching-off rule (METHOD.md section 9), per kind; evaluate;
+        log W/S/T, Bit Budget, S-ACE, S-ACE*, size, accuracy
+
+``Trainer`` holds everything of one run: the model, the optimizer, the schedule,
+the loaders, the history and the epoch counter.  Its whole state is written by
+``save_checkpoint`` (an ``.npz`` of arrays beside a ``.json`` of metadata) and
+read back by ``Trainer.from_checkpoint``; a resumed run continues bit-identically
+to an uninterrupted one because nothing random is hidden anywhere:
+
+* the model's initial weights are a function of ``seed`` (then overwritten by the checkpoint);
+* batch order and augmentation of epoch e are a function of ``(seed, e)`` (``refsnn.data.DataLoader``);
+* the lr is a function of the schedule's counter;
+* the layers' LSQ-initialised flag, observers and renewal switches are buffers in the state dict.
+
+Output files in ``out_dir``: ``history.json``, ``history.csv``, ``checkpoint.npz`` +
+``checkpoint.json`` (and ``checkpoint_epochNNN.*`` with ``keep_checkpoints``),
+figures ``*.png`` (``refsnn.plots``).
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from . import functional as F
+from .autograd.tensor import Tensor, no_grad
+from .config import ConfigError, TrainConfig
+from .data import DataLoader, Dataset, get_dataset
+from .method.regulate import Penalties, Targets, regulating_loss
+from .method.renewal import should_switch_off
+from .nn import spiking_layers
+from .optim import OPTIMIZERS, ConstantSchedule, CosineSchedule, param_groups
+
+CHECKPOINT_FORMAT = "refsnn-checkpoint/1"
+#: the switching-off rule per kind: (kind, model average it watches, the layers' buffer)
+RENEWAL_KINDS = (("weight", "W", "renew_weight"), ("spike", "S", "renew_spike"))
+#: columns of history.csv (every scalar of an epoch record)
+CSV_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_reg", "train_acc", "test_loss", "test_acc", "W", "S",
+               "T", "bit_budget", "s_ace_g", "s_ace_star_g", "size_mb", "renewals_spike", "renewals_weight",
+               "renew_spike_on", "renew_weight_on", "switched_off", "time_s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the pieces from a TrainConfig
+# ---------------------------------------------------------------------------------------------
+def _subset(ds: Dataset, n: int, seed: int = 0) -> Dataset:
+    """A fixed subset of ``n`` samples (a permutation by ``seed``, kept in the original order)."""
+    if n <= 0 or n >= len(ds):
+        return ds
+    idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+    return Dataset(x=ds.x[idx], y=ds.y[idx], classes=ds.classes, name=f"{ds.name}[{n}]", augment=ds.augment,
+                   class_names=ds.class_names)
+
+
+def build_datasets(cfg: TrainConfig) -> tuple:
+    """(train, test) Datasets of ``cfg.data`` in the run's dtype."""
+    d = cfg.data
+    if d.name == "imagenet":
+        raise ConfigError("[data] name = 'imagenet': refsnn.data has no ImageNet reader yet; this configuration "
+                          "validates and documents the paper's settings but cannot be trained")
+    kw = dict(d.options)
+    kw["dtype"] = cfg.np_dtype
+    root = d.root or None
+    out = []
+    for split in ("train", "test"):
+        skw = dict(kw)
+        if d.augment == "on":
+            if d.name not in ("cifar10", "cifar100"):
+                raise ConfigError(f"[data] augment = 'on': dataset {d.name!r} has no augmentation "
+                                  "(only cifar10/cifar100 do); use 'auto' or 'off'")
+            skw["augment"] = split == "train"
+        try:
+            ds = get_dataset(d.name, root=root, split=split, **skw)
+        except TypeError as e:
+            raise ConfigError(f"[data.options] {e}") from None
+        except ValueError as e:
+            raise ConfigError(f"[data] {e}") from None
+        out.append(_subset(ds, d.train_subset if split == "train" else d.test_subset))
+    return tuple(out)
+
+
+def build_model(cfg: TrainConfig, num_classes: int):
+    """``refsnn.models.get_model`` with the run's SpikingConfig, per-layer overrides, seed and dtype."""
+    from .models import get_model
+    m = cfg.model
+    kw = {"num_classes": num_classes, **m.options}
+    try:
+        return get_model(m.name, config=cfg.spiking_config(), layer_configs=cfg.method.layers or None,
+                         input_neuron=m.input_neuron, seed=cfg.seed, dtype=cfg.np_dtype, **kw)
+    except TypeError as e:
+        raise ConfigError(f"[model] / [model.options]: {e}") from None
+    except ValueError as e:
+        raise ConfigError(f"[model] / [method.layers]: {e}") from None
+
+
+def build_optimizer(cfg: TrainConfig, model):
+    o = cfg.optim
+    groups = param_groups(model, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "sgd":
+        return OPTIMIZERS["sgd"](groups, momentum=o.momentum, nesterov=o.nesterov)
+    return OPTIMIZERS["adam"](groups, betas=tuple(o.betas), eps=o.eps)
+
+
+def build_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    o = cfg.optim
+    total = cfg.epochs * (steps_per_epoch if o.schedule_unit == "step" else 1)
+    if o.schedule == "constant":
+        return ConstantSchedule(optimizer, max(total, 1))
+    if o.warmup >= total:
+        raise ConfigError(f"warmup in [optim] = {o.warmup}: must be below the total number of "
+                          f"{o.schedule_unit}s ({total})")
+    return CosineSchedule(optimizer, total, warmup=o.warmup, min_factor=o.min_lr_factor)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress on the terminal
+# ---------------------------------------------------------------------------------------------
+class Progress:
+    """A one-line bar per epoch on a TTY (batches, loss, running W/S/T); else one line per epoch."""
+
+    def __init__(self, mode: str = "auto", stream=None):
+        self.stream = stream if stream is not None else sys.stdout
+        if mode == "auto":
+            isatty = getattr(self.stream, "isatty", lambda: False)
+            mode = "bar" if isatty() else "line"
+        self.mode = mode
+        self._last = 0.0
+
+    def batch(self, epoch: int, epochs: int, k: int, n: int, loss: float, wst: tuple, t0: float) -> None:
+        if self.mode != "bar":
+            return
+        now = time.perf_counter()
+        if k < n and now - self._last < 0.1:  # redraw at most 10 times a second
+            return
+        self._last = now
+        width = 24
+        fill = int(width * k / n)
+        el = now - t0
+        eta = el / k * (n - k) if k else 0.0
+        w, s, t = (f"{v:.2f}" if v is not None else "-" for v in wst)
+        self.stream.write(f"\repoch {epoch}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {k}/{n}  "
+                          f"loss {loss:.4f}  W/S/T {w}/{s}/{t}  {el:.0f}s<{eta:.0f}s ")
+        self.stream.flush()
+
+    def epoch(self, line: str) -> None:
+        if self.mode == "none":
+            return
+        if self.mode == "bar":
+            self.stream.write("\r\033[K")
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def message(self, line: str) -> None:
+        if self.mode != "none":
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+def _fmt_epoch(rec: dict, epochs: int) -> str:
+    ren = f"renewals s:{rec['renewals_spike']} w:{rec['renewals_weight']}"
+    off = f"  switched off: {rec['switched_off']}" if rec["switched_off"] else ""
+    return (f"epoch {rec['epoch']}/{epochs}  loss {rec['train_loss']:.4f}  train {100 * rec['train_acc']:.1f}%  "
+            f"test {100 * rec['test_acc']:.1f}%  W/S/T {rec['W']:.2f}/{rec['S']:.2f}/{rec['T']:.2f}  "
+            f"BB {rec['bit_budget']:.2f}  S-ACE {rec['s_ace_g'] * 1e3:.3f}M  {ren}{off}  {rec['time_s']:.1f}s")
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+class Trainer:
+    """One run of Algorithm A.1; see the module docstring."""
+
+    def __init__(self, config: TrainConfig, progress: str | None = None, stream=None):
+        config.validate()
+        self.config = cfg = config
+        self.train_set, self.test_set = build_datasets(cfg)
+        self.input_shape = tuple(self.train_set.x.shape[1:])
+        self.model = build_model(cfg, self.train_set.classes)
+        self.layers = spiking_layers(self.model)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.loader = DataLoader(self.train_set, cfg.data.batch_size, shuffle=cfg.data.shuffle, seed=cfg.seed,
+                                 drop_last=cfg.data.drop_last, augment=False if cfg.data.augment == "off" else None)
+        if len(self.loader) == 0:
+            raise ConfigError(f"[data] batch_size = {cfg.data.batch_size} with drop_last = true leaves no batch of "
+                              f"the {len(self.train_set)} training samples")
+        self.test_loader = DataLoader(self.test_set, cfg.data.test_batch_size, shuffle=False, augment=False)
+        self.schedule = build_schedule(cfg, self.optimizer, len(self.loader))
+        self.targets = Targets(cfg.regulate.W, cfg.regulate.S, cfg.regulate.T)
+        self.penalties = Penalties(cfg.regulate.lam_w, cfg.regulate.lam_s, cfg.regulate.lam_T)
+        self.regulate = cfg.regulate.enabled and any(_has_learnable_width(l) for _, l in self.layers)
+        self.epoch = 0                 # epochs completed
+        self.history: list = []        # one record per completed epoch
+        self.progress = Progress(progress or cfg.progress, stream)
+        self.out_dir = Path(cfg.out_dir)
+        # the averages before training: the reference point of the switching-off rule (METHOD.md section 9)
+        self.initial = self.costs().as_dict()
+        self.initial.pop("layers")
+
+    # -- one epoch ------------------------------------------------------------------------
+    def train_epoch(self) -> dict:
+        """Train one epoch (Alg. A.1 inner loop); returns the training part of the epoch record."""
+        cfg, model = self.config, self.model
+        model.train()
+        self.loader.set_epoch(self.epoch)
+        n = len(self.loader)
+        sums = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "correct": 0, "seen": 0}
+        events = []
+        wst = (None, None, None)
+        t0 = time.perf_counter()
+        for k, (xb, yb) in enumerate(self.loader.batches(0)):
+            # forward: the layers initialise (first batch) and renew their steps (Alg. 1) themselves
+            logits = model(Tensor(xb))
+            # L_total = cross-entropy + Eq. 21
+            ce = F.cross_entropy(logits, yb)
+            loss = ce
+            reg_value = 0.0
+            if self.regulate:
+                reg, avg = regulating_loss([l for _, l in self.layers], self.targets, self.penalties)
+                loss = ce + reg
+                reg_value = float(reg.data)
+                wst = (avg["W"], avg["S"], avg["T"])
+            # backward; step
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            if cfg.optim.schedule_unit == "step":
+                self.schedule.step()
+            for name, layer in self.layers:
+                for kind, index, width, step in layer.renewal_events:
+                    events.append({"batch": k, "layer": name, "kind": kind, "index": int(index),
+                                   "new_width": int(width), "step": float(step)})
+            b = len(yb)
+            sums["loss"] += float(loss.data) * b
+            sums["ce"] += float(ce.data) * b
+            sums["reg"] += reg_value * b
+            sums["correct"] += int((np.argmax(logits.data, axis=1) == yb).sum())
+            sums["seen"] += b
+            self.progress.batch(self.epoch + 1, cfg.epochs, k + 1, n, sums["loss"] / sums["seen"], wst, t0)
+        if cfg.optim.schedule_unit == "epoch":
+            self.schedule.step()
+        seen = max(sums["seen"], 1)
+        return {"train_loss": sums["loss"] / seen, "train_ce": sums["ce"] / seen, "train_reg": sums["reg"] / seen,
+                "train_acc": sums["correct"] / seen, "renewal_events": events,
+                "renewals_spike": sum(e["kind"] == "spike" for e in events),
+                "renewals_weight": sum(e["kind"] == "weight" for e in events)}
+
+    def evaluate(self, loader: DataLoader | None = None) -> tuple:
+        """(mean cross-entropy, accuracy) on the test set (eval mode: BN running statistics, no observers)."""
+        loader = loader or self.test_loader
+        self.model.eval()
+        loss_sum, correct, seen = 0.0, 0, 0
+        try:
+            with no_grad():
+                for xb, yb in loader.batches(0):
+                    logits = self.model(Tensor(xb))
+                    loss_sum += float(F.cross_entropy(logits, yb).data) * len(yb)
+                    correct += int((np.argmax(logits.data, axis=1) == yb).sum())
+                    seen += len(yb)
+        finally:
+            self.model.train()
+        return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+    def costs(self):
+        """ModelCost of the current widths (METHOD.md section 2, Eq. 7-8, App. A.6)."""
+        from .models.costing import model_costs
+        return model_costs(self.model, self.input_shape)
+
+    def renewal_on(self, buffer: str) -> bool:
+        return any(bool(getattr(l, buffer)) for _, l in self.layers)
+
+    def apply_switch_off(self, cost) -> list:
+        """METHOD.md section 9: per kind, switch renewal off for good once, after ``min_epochs`` epochs,
+        |average - target| < 0.24 |initial average - target| (weight: W, spike: S).  Returns the kinds switched off."""
+        r = self.config.renewal
+        switched = []
+        if not r.switch_off:
+            return switched
+        for kind, key, buffer in RENEWAL_KINDS:
+            if not self.renewal_on(buffer):
+                continue
+            if should_switch_off(self.epoch, r.min_epochs, getattr(cost, key), self.initial[key],
+                                 getattr(self.targets, key)):
+                for _, layer in self.layers:
+                    getattr(layer, buffer)[...] = False
+                switched.append(kind)
+        return switched
+
+    def fit(self, until: int | None = None) -> list:
+        """Train from the current epoch to ``until`` (default: ``config.epochs``); write history, checkpoints and
+        (at the last epoch) figures.  Returns the history."""
+        cfg = self.config
+        until = cfg.epochs if until is None else min(int(until), cfg.epochs)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        while self.epoch < until:
+            t0 = time.perf_counter()
+            rec = {"epoch": self.epoch + 1, "lr": self.optimizer.groups[0]["lr"], "lrs": self.optimizer.lrs()}
+            rec.update(self.train_epoch())
+            self.epoch += 1
+            cost = self.costs()
+            switched = self.apply_switch_off(cost)
+            rec["test_loss"], rec["test_acc"] = self.evaluate()
+            cd = cost.as_dict()
+            rec.update({k: cd[k] for k in ("W", "S", "T", "bit_budget", "s_ace_g", "s_ace_star_g", "size_mb")})
+            rec["renew_spike_on"] = self.renewal_on("renew_spike")
+            rec["renew_weight_on"] = self.renewal_on("renew_weight")
+            rec["switched_off"] = ",".join(switched)
+            rec["layers"] = [{"name": lc.name, "B_w": lc.B_w, "B_s": list(lc.B_s), "T": lc.T, "n_w": lc.n_w,
+                              "n_f": lc.n_f, "macs": lc.macs, "spiking": lc.spiking} for lc in cost.layers]
+            rec["time_s"] = time.perf_counter() - t0
+            self.history.append(rec)
+            self.progress.epoch(_fmt_epoch(rec, cfg.epochs))
+            self.write_history()
+            last = self.epoch == cfg.epochs or self.epoch == until
+            every = cfg.checkpoint_every
+            if last or (every and self.epoch % every == 0):
+                self.save_checkpoint(self.out_dir / "checkpoint.npz")
+                if cfg.keep_checkpoints:
+                    self.save_checkpoint(self.out_dir / f"checkpoint_epoch{self.epoch:03d}.npz")
+        if self.epoch == cfg.epochs and cfg.plots and self.history:
+            self.draw_figures()
+        return self.history
+
+    # -- outputs ----------------------------------------------------------------------------
+    def write_history(self) -> None:
+        """history.json (everything) and history.csv (the scalar columns)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        doc = {"config": self.config.to_dict(), "initial": self.initial, "targets": vars(self.targets),
+               "epochs": self.history}
+        _atomic_write_text(self.out_dir / "history.json", json.dumps(doc, indent=1, default=_json_default))
+        tmp = self.out_dir / "history.csv.tmp"
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(CSV_COLUMNS)
+            for rec in self.history:
+                w.writerow([_csv_value(rec.get(c)) for c in CSV_COLUMNS])
+        os.replace(tmp, self.out_dir / "history.csv")
+
+    def draw_figures(self) -> list:
+        from .plots import plot_all
+        return plot_all(self.history, self.initial, vars(self.targets), self.out_dir)
+
+    def final_report(self) -> str:
+        """The table printed at the end: accuracy, W/S/T, Bit Budget, S-ACE, S-ACE*, size, per-layer allocation."""
+        from .models.costing import format_cost_table
+        cost = self.costs()
+        acc = self.history[-1]["test_acc"] if self.history else self.evaluate()[1]
+        t = self.targets
+        lines = [f"test accuracy   {100 * acc:.2f} %   ({len(self.test_set)} samples)",
+                 f"W / S / T       {cost.W:.3f} / {cost.S:.3f} / {cost.T:.3f}   (targets {t.W:g} / {t.S:g} / {t.T:g}; "
+                 f"initial {self.initial['W']:.3g} / {self.initial['S']:.3g} / {self.initial['T']:.3g})",
+                 f"Bit Budget      {cost.bit_budget:.3f}   (initial {self.initial['bit_budget']:.3g})",
+                 f"S-ACE           {cost.s_ace / 1e6:.4f} M   S-ACE* {cost.s_ace_star / 1e6:.4f} M   "
+                 f"(initial S-ACE {self.initial['s_ace_g'] * 1e3:.4f} M)",
+                 f"size            {cost.size_mb * 1e3:.3f} kB   (initial {self.initial['size_mb'] * 1e3:.3f} kB)",
+                 f"renewal         spike {'on' if self.renewal_on('renew_spike') else 'off'}, "
+                 f"weight {'on' if self.renewal_on('renew_weight') else 'off'}",
+                 "", "per-layer allocation:", format_cost_table(cost)]
+        return "\n".join(lines)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save_checkpoint(self, path) -> Path:
+        """``path`` (.npz: parameters, BN statistics, observer/renewal buffers, optimizer buffers) and the same
+        name with .json (epoch, config, RNG state, optimizer/schedule counters, history, refsnn version)."""
+        path = Path(path).with_suffix(".npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        osd = self.optimizer.state_dict()
+        scalars = {}
+        for k, v in osd["state"].items():
+            if isinstance(v, np.ndarray):
+                arrays[f"optim/{k}"] = v
+            else:
+                scalars[k] = v
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "refsnn_version": __version__,
+            "numpy_version": np.__version__,
+            "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "epoch": self.epoch,
+            "config": self.config.to_dict(),
+            "rng": {"note": "all randomness of training is a pure function of (seed, epoch, batch): the model's "
+                            "initial weights of seed, the loader's order/augmentation of (seed, epoch) "
+                            "(refsnn.data.DataLoader); no generator state is carried between epochs",
+                    "seed": self.config.seed, "next_epoch": self.epoch, "next_batch": 0},
+            "optimizer": {"type": osd["type"], "steps": osd["steps"], "groups": osd["groups"], "scalars": scalars},
+            "schedule": self.schedule.state_dict(),
+            "initial": self.initial,
+            "layers": [n for n, _ in self.layers],
+            "history": self.history,
+        }
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+        _atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=1, default=_json_default))
+        return path
+
+    @classmethod
+    def from_checkpoint(cls, path, epochs: int | None = None, out_dir=None, progress: str | None = None,
+                        stream=None, **config_changes) -> "Trainer":
+        """Rebuild a run from ``path`` (.npz, with its .json beside it) to continue or evaluate it.
+
+        ``epochs`` / ``out_dir`` / ``config_changes`` override the saved configuration (changing ``epochs``
+        changes the cosine schedule, so only an unchanged configuration resumes bit-identically).
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        meta_path = path.with_suffix(".json")
+        for p in (path, meta_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"checkpoint file {str(p)!r} does not exist (a checkpoint is a .npz and a "
+                                        ".json of the same name)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{meta_path}: not a refsnn checkpoint (format {meta.get('format')!r}, "
+                             f"expected {CHECKPOINT_FORMAT!r})")
+        cfg = TrainConfig.from_dict(meta["config"])
+        changes = dict(config_changes)
+        if epochs is not None:
+            changes["epochs"] = int(epochs)
+        if out_dir is not None:
+            changes["out_dir"] = str(out_dir)
+        if changes:
+            cfg = cfg.replace(**changes)
+        if cfg.epochs < meta["epoch"]:
+            raise ValueError(f"epochs = {cfg.epochs} is fewer than the {meta['epoch']} epochs the checkpoint has done")
+        tr = cls(cfg, progress=progress, stream=stream)
+        with np.load(path, allow_pickle=False) as z:
+            model_state = {k[len("model/"):]: z[k] for k in z.files if k.startswith("model/")}
+            optim_arrays = {k[len("optim/"):]: z[k] for k in z.files if k.startswith("optim/")}
+        tr.model.load_state_dict(model_state)
+        om = meta["optimizer"]
+        tr.optimizer.load_state_dict({"type": om["type"], "steps": om["steps"], "groups": om["groups"],
+                                      "state": {**om["scalars"], **optim_arrays}})
+        # the schedule keeps its counter; its length comes from the (possibly changed) configuration
+        tr.schedule.load_state_dict(meta["schedule"])
+        tr.epoch = int(meta["epoch"])
+        tr.history = list(meta["history"])
+        tr.initial = dict(meta["initial"])
+        return tr
+
+
+def _has_learnable_width(layer) -> bool:
+    c = layer.config
+    return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _csv_value(v):
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else str(v)
+    if isinstance(v, bool):
+        return int(v)
+    return "" if v is None else v
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, resume=None, progress: str | None = None, stream=None, until: int | None = None):
+    """Run (or resume) a training; returns the Trainer (its ``history``, ``model``, ``final_report()``)."""
+    if resume is not None:
+        tr = Trainer.from_checkpoint(resume, epochs=config.epochs, out_dir=config.out_dir, progress=progress,
+                                     stream=stream)
+    else:
+        tr = Trainer(config, progress=progress, stream=stream)
+    tr.fit(until=until)
+    return tr
