@@ -1,0 +1,77 @@
+"""Golden outputs for other implementations (schema ``refsnn-golden/1``, ``docs/golden.md``).
+
+    refsnn golden write DIR [--convention paper|official|both] [--dtype float64|float32|both]
+    refsnn golden check DIR [--against OTHER] [--strict]
+
+``write`` computes every case with refsnn and writes one set per (convention, dtype):
+``DIR`` itself when one of each is chosen, ``DIR/<convention>-<dtype>/`` otherwise; each set
+is a ``manifest.json`` and one ``.npz`` per case, byte-identical when written again.
+``check`` re-computes every case of every set under ``DIR`` with this refsnn and compares;
+with ``--against OTHER`` it compares the sets of ``DIR`` (e.g. a port's) with those of
+``OTHER`` (the reference) instead.  Both print, per array, the max absolute and relative
+error and the first failing index, and exit non-zero on failure.
+
+Python API: :func:`write_golden`, :func:`check_golden`, :func:`main`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .store import SCHEMA, GoldenError, load_manifest, read_npz
+from .runner import CONVENTIONS, DEFAULT_SEED, DTYPES, check_golden, make_cases, run_case, write_golden
+
+__all__ = ["SCHEMA", "GoldenError", "write_golden", "check_golden", "make_cases", "run_case", "load_manifest",
+           "read_npz", "main"]
+
+
+def _choices(value: str, allowed: tuple) -> tuple:
+    return allowed if value == "both" else (value,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="refsnn golden",
+        description="Golden outputs for other implementations (schema refsnn-golden/1, see docs/golden.md).")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{write,check}")
+    w = sub.add_parser("write", help="compute every case with refsnn and write golden sets into DIR",
+                       description="Compute every case with refsnn and write one set per (convention, dtype): DIR "
+                                   "itself for a single one, DIR/<convention>-<dtype>/ otherwise. Writing again "
+                                   "gives byte-identical files.")
+    w.add_argument("dir", metavar="DIR")
+    w.add_argument("--convention", choices=("paper", "official", "both"), default="both",
+                   help="METHOD.md section 10 (default: both)")
+    w.add_argument("--dtype", choices=("float64", "float32", "both"), default="both", help="default: both")
+    w.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the drawn inputs (default {DEFAULT_SEED})")
+    w.add_argument("--cases", nargs="+", metavar="GLOB", help="only the cases whose name matches a glob")
+    c = sub.add_parser("check", help="re-compute the golden sets in DIR with this refsnn (or compare DIR with "
+                                     "OTHER) and report per array",
+                       description="Re-compute every case of every set under DIR with this refsnn and compare "
+                                   "with the stored arrays; with --against OTHER, compare the sets of DIR with "
+                                   "those of OTHER (the reference) instead. Exit status 0 = all pass, 1 = some "
+                                   "comparison failed (or a file does not match its sha256), 2 = DIR or OTHER is "
+                                   "not a usable golden directory.")
+    c.add_argument("dir", metavar="DIR")
+    c.add_argument("--against", metavar="OTHER", help="the reference directory to compare DIR with")
+    c.add_argument("--strict", action="store_true",
+                   help="tight tolerances (1e-9 (float64) / 1e-4 (float32) x the array's largest value) instead "
+                        "of the manifest's, to detect any change of refsnn's numbers")
+    c.add_argument("--cases", nargs="+", metavar="GLOB", help="only the cases whose name matches a glob")
+    c.add_argument("-q", "--quiet", action="store_true", help="print only the failures and the summary")
+    return ap
+
+
+def main(argv=None) -> int:
+    """``refsnn golden ...``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "write":
+            write_golden(args.dir, _choices(args.convention, CONVENTIONS), _choices(args.dtype, DTYPES),
+                         seed=args.seed, patterns=args.cases)
+            return 0
+        ok = check_golden(args.dir, against=args.against, strict=args.strict, patterns=args.cases,
+                          verbose=not args.quiet)
+        return 0 if ok else 1
+    except GoldenError as e:
+        print(f"refsnn golden: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,164 @@
+"""Files of a golden set: byte-deterministic ``.npz`` and ``manifest.json``, and their validation.
+
+A *set* is one directory holding ``manifest.json`` and one ``.npz`` per case (schema
+``refsnn-golden/1``, documented in ``docs/golden.md``).  Writing the same arrays twice
+gives the same bytes:
+
+* ``.npz``: a zip written here member by member, in sorted name order, uncompressed
+  (``ZIP_STORED``), every member dated 1980-01-01 00:00:00 with fixed attributes; each
+  member is ``<array name>.npy`` in NumPy format version 1.0, little-endian, C order.
+  ``numpy.load`` reads it like any ``.npz``.
+* ``manifest.json``: ``json.dumps(sort_keys=True, indent=1)``, ASCII, floats in Python's
+  shortest round-trip ``repr``, no NaN or infinity, one trailing newline.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = "refsnn-golden/1"
+MANIFEST = "manifest.json"
+#: the prefixes an array name may have (docs/golden.md, "Arrays")
+PREFIXES = ("input", "param", "output", "grad_output", "grad")
+#: dtypes an array of a golden file may have
+ARRAY_DTYPES = ("float64", "float32", "int64", "bool")
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class GoldenError(Exception):
+    """A golden directory or file cannot be used (missing, wrong schema, corrupted)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# arrays
+# ---------------------------------------------------------------------------------------------
+def check_array_name(name: str) -> None:
+    prefix = name.split(".", 1)[0]
+    if prefix not in PREFIXES or "." not in name or name.endswith("."):
+        raise GoldenError(f"array name {name!r} must be <prefix>.<name> with prefix one of {PREFIXES}")
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    """The bytes of a deterministic ``.npz`` holding ``arrays`` ({name: ndarray})."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            check_array_name(name)
+            a = np.asarray(arrays[name])
+            if a.dtype.name not in ARRAY_DTYPES:
+                raise GoldenError(f"array {name!r} has dtype {a.dtype}; golden arrays are one of {ARRAY_DTYPES}")
+            a = np.require(a.astype(a.dtype.newbyteorder("<"), copy=False), requirements="C")
+            member = io.BytesIO()
+            np.lib.format.write_array(member, a, version=(1, 0), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3          # fixed, whatever the platform
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
+
+
+def read_npz(path: Path) -> dict:
+    """{name: ndarray} of a golden ``.npz`` (no pickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise GoldenError(f"{path}: not a readable .npz file ({e})") from None
+    for k in out:
+        check_array_name(k)
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+# ---------------------------------------------------------------------------------------------
+def json_text(obj) -> str:
+    """Deterministic JSON text (sorted keys, indent 1, shortest float repr, no NaN/inf)."""
+    return json.dumps(obj, sort_keys=True, indent=1, allow_nan=False, ensure_ascii=True) + "\n"
+
+
+def write_bytes_if_changed(path: Path, data: bytes) -> None:
+    """Write ``data``; an identical file is left untouched (its mtime too)."""
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# manifests
+# ---------------------------------------------------------------------------------------------
+_CASE_KEYS = ("name", "kind", "file", "sha256", "equations", "description", "params", "tolerance")
+_TOP_KEYS = ("schema", "refsnn_version", "convention", "dtype", "seed", "margin", "cases")
+
+
+def load_manifest(directory) -> dict:
+    """Read and validate ``DIR/manifest.json``; raise GoldenError with a clear message."""
+    d = Path(directory)
+    if not d.exists():
+        raise GoldenError(f"golden directory {str(d)!r} does not exist")
+    if not d.is_dir():
+        raise GoldenError(f"{str(d)!r} is not a directory")
+    mpath = d / MANIFEST
+    if not mpath.is_file():
+        raise GoldenError(f"{str(d)!r} has no {MANIFEST}: not a golden set (write one with 'refsnn golden write')")
+    try:
+        man = json.loads(mpath.read_text())
+    except (OSError, ValueError) as e:
+        raise GoldenError(f"{mpath}: not valid JSON ({e})") from None
+    if not isinstance(man, dict):
+        raise GoldenError(f"{mpath}: the manifest must be a JSON object")
+    schema = man.get("schema")
+    if schema != SCHEMA:
+        raise GoldenError(f"{mpath}: schema is {schema!r}; this refsnn reads {SCHEMA!r} only")
+    missing = [k for k in _TOP_KEYS if k not in man]
+    if missing:
+        raise GoldenError(f"{mpath}: missing field(s) {missing}")
+    if man["dtype"] not in ("float64", "float32"):
+        raise GoldenError(f"{mpath}: dtype must be 'float64' or 'float32', got {man['dtype']!r}")
+    if not isinstance(man["cases"], list):
+        raise GoldenError(f"{mpath}: 'cases' must be a list")
+    names = set()
+    for i, case in enumerate(man["cases"]):
+        if not isinstance(case, dict):
+            raise GoldenError(f"{mpath}: cases[{i}] is not an object")
+        miss = [k for k in _CASE_KEYS if k not in case]
+        if miss:
+            raise GoldenError(f"{mpath}: case {case.get('name', i)!r} lacks field(s) {miss}")
+        if case["name"] in names:
+            raise GoldenError(f"{mpath}: case name {case['name']!r} appears twice")
+        names.add(case["name"])
+        if Path(case["file"]).name != case["file"]:
+            raise GoldenError(f"{mpath}: case {case['name']!r}: file {case['file']!r} must be a plain file name")
+    return man
+
+
+def find_sets(directory) -> list:
+    """The golden sets under ``directory``: itself if it holds a manifest, else its sub-directories that do.
+
+    Returns a list of (relative name, Path); raises GoldenError if there are none.
+    """
+    d = Path(directory)
+    if not d.exists():
+        raise GoldenError(f"golden directory {str(d)!r} does not exist")
+    if not d.is_dir():
+        raise GoldenError(f"{str(d)!r} is not a directory")
+    if (d / MANIFEST).is_file():
+        return [(".", d)]
+    subs = sorted(p for p in d.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+    if not subs:
+        raise GoldenError(f"{str(d)!r} holds no {MANIFEST}, neither itself nor in a sub-directory: not a golden "
+                          "directory (write one with 'refsnn golden write')")
+    return [(p.name, p) for p in subs]

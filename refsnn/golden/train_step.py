@@ -1,0 +1,279 @@
+"""The golden training step: one iteration of Algorithm A.1 on tiny_resnet and a fixed digits batch.
+
+The state before the step is given in full (every parameter and every buffer):
+``initialized = False`` in every layer, so the forward pass first initialises the
+steps by the LSQ rule (METHOD.md 11); renewal is on for spikes and weights
+(``renewal = "both"``) and some layers' rounded widths differ from their observers'
+recorded width, so those observers fire (Alg. 1-2, Eq. 24-25), one of them with a
+running range left from an earlier renewal.  Then the loss (cross-entropy + Eq. 21),
+the backward pass, and one SGD step with the learning rates per parameter kind of
+METHOD.md 11 (fresh momentum buffers: b = g at the first step).
+
+Inside a model the values that are rounded are not drawn by us but computed, so the
+model seed is searched (deterministically, from 0 up) for the first one where every
+rounded value, ReLU input and grid-search winner of the forward pass is at least
+``MIN_RATIO`` times farther from its decision point than the float32-vs-float64
+deviation refsnn shows there, under both conventions (``record``, ``assess``); the
+achieved margins are written into the case.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd.tensor import Tensor, no_grad
+from ..data import load_digits
+from ..kernels import neuron as _kn
+from ..method.conventions import get_convention
+from ..method.neuron import ROUNDINGS, spike_grid
+from ..method.parametrize import width_value
+from ..method.regulate import Penalties, Targets, regulating_loss
+from ..method.weight_quant import weight_grid
+from ..nn import ReLU, spiking_layers
+from ..optim import DEFAULT_LR, SGD, param_groups
+from . import draw as D
+from .cases import B_BOUND, T_BOUND, Case, _tiny
+
+NAME = "train_step_tiny_resnet"
+BATCH = [0, 1]
+#: width parameters (Bhat_w, Bhat_s^t, That) of each layer; the observers recorded width 4 (the initial width)
+WIDTHS = {
+    "stem": (4.21, (3.27, 4.22, 4.31), 1.78),            # T = 2; spike step 1 renews (3 != 4)
+    "layer1.0.conv1": (2.78, (2.26, 4.18, 4.14), 0.77),  # T = 1; weight renews (3), spike step 1 (2)
+    "layer1.0.conv2": (3.79, (4.13, 3.83, 4.24), 1.21),  # T = 1; nothing renews
+    "layer2.0.conv1": (5.23, (4.24, 2.19, 3.77), 2.21),  # T = 2; weight (5), spike step 2 (2)
+    "layer2.0.conv2": (4.27, (4.31, 3.78, 2.74), 3.31),  # T = 3 (= T_bound); spike step 3 (3)
+    "layer2.0.shortcut.conv": (4.14, (1.79, 4.2, 4.2), 0.77),  # T = 1; spike step 1 (2)
+    "fc": (2.24, (3.21, 3.26, 4.2), 1.78),               # T = 2; weight (2), spike steps 1-2 (3)
+}
+#: observer ranges left from an earlier renewal: (layer, buffer, index, value)
+PRIOR_RANGES = (("stem", "obs_s_vrmin", 0, -0.75), ("stem", "obs_s_vrmax", 0, 2.5),
+                ("layer1.0.conv1", "obs_w_vrmin", 0, -0.4), ("layer1.0.conv1", "obs_w_vrmax", 0, 0.25))
+#: a model seed is accepted when, at every decision site, the distance of every value to its decision point
+#: is at least MIN_RATIO times the largest float32 deviation refsnn shows at that site (see ``assess``)
+MIN_RATIO = 10.0
+SITE_KINDS = ("spike", "weight", "relu", "grid")
+MAX_SEEDS = 400
+
+
+def _params(convention="paper") -> dict:
+    return {"model": "tiny_resnet", "batch": "digits train split, rows " + str(BATCH), "batch_indices": BATCH,
+            "config": {"weight_bits": 4.0, "spike_bits": 4.0, "time_steps": 2.0, "weight_bound": B_BOUND,
+                       "spike_bound": B_BOUND, "time_bound": T_BOUND, "renewal": "both", "renewal_K": 100,
+                       "renewal_p": 2.4},
+            "input_neuron": True, "targets": {"W": 2.0, "S": 2.0, "T": 1.5},
+            "penalties": {"lam_w": 4e-2, "lam_s": 4e-2, "lam_T": 1e-2},
+            "optimizer": "SGD", "lr": dict(DEFAULT_LR), "momentum": 0.9, "weight_decay": 1e-4,
+            "weight_decay_kinds": ["weight"], "clamp_min": {"threshold": 1e-5, "weight_step": 1e-5},
+            "convention": convention}
+
+
+def _prepare(p, seed, dt=np.float64):
+    """The model of the case in its state before the step (float32-exact values)."""
+    model = _tiny(p, np.float64, seed=seed)
+    rng = D.case_rng(seed, NAME + "/bn")
+    for name, l in spiking_layers(model):
+        bw, bs, t = WIDTHS[name]
+        l.weight_width.data[...] = D.f32(bw)
+        l.spike_width.data[...] = D.f32(bs)
+        l.time.data[...] = D.f32(t)
+    for lname, buf, i, v in PRIOR_RANGES:
+        layer = dict(spiking_layers(model))[lname]
+        getattr(layer, buf)[i] = D.f32(v)
+    for name, prm in model.named_parameters():
+        if prm.kind == "bn":
+            base = 1.0 if name.endswith("weight") else 0.0
+            prm.data[...] = D.f32(base + 0.2 * rng.standard_normal(prm.shape))
+        else:
+            prm.data[...] = D.f32(prm.data)
+    state = model.state_dict()
+    if dt != np.float64:
+        model = _tiny(p, dt, seed=seed)
+        model.load_state_dict({k: (v.astype(dt) if v.dtype == np.float64 and "obs_" not in k else v)
+                               for k, v in state.items()})
+    return model, state
+
+
+def _batch():
+    ds = load_digits("train", dtype=np.float64)
+    return D.f32(ds.x[BATCH]), ds.y[BATCH].astype(np.int64)
+
+
+def _capture(model, relu=False) -> dict:
+    """Record the input of every spiking layer (and of every ReLU) during the next forward passes."""
+    acts = {}
+    for name, m in model.named_modules():
+        if isinstance(m, ReLU) and not relu:
+            continue
+        if not (isinstance(m, ReLU) or name in dict(spiking_layers(model))):
+            continue
+
+        def fwd(x, _orig=m.forward, _name=name):
+            acts[_name] = np.array(x.data if isinstance(x, Tensor) else x)
+            return _orig(x)
+        object.__setattr__(m, "forward", fwd)
+    return acts
+
+
+def record(p, seed, dt=np.float64) -> dict:
+    """The forward pass of one model seed in precision ``dt``, under the convention of ``p``: every value that
+    is rounded, clipped or compared, grouped per decision site.
+
+    ``{site: (values float64, distance to the nearest decision point, decision array)}`` with sites
+    ``spike:<layer>:<t>`` (u^t), ``weight:<layer>`` (w / S_q), ``relu:<module>`` (ReLU input) and
+    ``grid:<layer>:<kind>:<index>`` (the K scores of an observer's grid search; the distance is the relative
+    gap of the winner).
+    """
+    model, _ = _prepare(p, seed, dt)
+    acts = _capture(model, relu=True)
+    x, _ = _batch()
+    model.train()
+    with no_grad():
+        model(Tensor(x.astype(dt)))
+    c = get_convention(p["convention"])
+    out = {}
+    spiking = dict(spiking_layers(model))
+    for name, l in spiking.items():
+        a = np.asarray(acts[name], np.float64)
+        cfg = l.config
+        B_w, _, T = l.width_values()
+        V = np.asarray(l.thresholds().data, np.float64)
+        bits = np.broadcast_to(width_value(l.spike_width, cfg.spike_bound), (cfg.time_bound,)).astype(np.int64)
+        shift = ROUNDINGS[cfg.rounding]
+        _, v = _kn.neuron_forward(a, V, bits, T, domain=cfg.domain, shift=shift, tau=cfg.tau,
+                                  reset_decay=c.reset_decay, impl="numpy")
+        u = v / V[:T].reshape((-1,) + (1,) * a.ndim)
+        dist = D.spike_distance(u, a, bits, cfg.domain)
+        for t in range(T):
+            lo, hi = spike_grid(int(bits[t]), cfg.domain)
+            dec = np.concatenate([_kn._emit_numpy(u[t], int(bits[t]), cfg.domain, shift).ravel(),
+                                  ((u[t] >= lo) & (u[t] <= hi)).ravel()])
+            out[f"spike:{name}:{t}"] = (u[t].ravel(), dist[t].ravel(), dec)
+        q_min, q_max = weight_grid(B_w)
+        xw = D.weight_ratio(l.weight.data, l.weight_step.data).ravel()
+        dec = np.concatenate([np.clip(np.sign(xw) * np.floor(np.abs(xw) + 0.5), q_min, q_max),
+                              (xw >= q_min) & (xw <= q_max)])
+        out[f"weight:{name}"] = (xw, D.crit_distance(xw, q_min, q_max), dec)
+        for kind, idx, b_new, _step in l.renewal_events:
+            if kind == "spike":   # the observer of step idx saw v^idx (Alg. 1 step 3)
+                X, (q_lo, q_hi), sym = v[idx], spike_grid(b_new, cfg.domain), cfg.domain == "bidirectional"
+            else:                 # the weight observer saw the weights
+                X, (q_lo, q_hi), sym = l.weight.data, weight_grid(b_new), None
+            scores = D.grid_scores(X, q_lo, q_hi, cfg.renewal_K, cfg.renewal_p, sym)
+            out[f"grid:{name}:{kind}:{idx}"] = (scores, np.array([D.grid_gap(scores)]),
+                                                np.array([b_new, np.argmin(scores)]))
+    for k, z in acts.items():
+        if k not in spiking:
+            z = np.asarray(z, np.float64).ravel()
+            d = np.abs(z)
+            d[z == 0] = np.inf
+            out[f"relu:{k}"] = (z, d, z > 0)
+    return out
+
+
+def assess(r64: dict, r32: dict) -> dict:
+    """Margins of a float64 record against the float32 deviation at each site (see ``MODEL_MARGINS``).
+
+    Per site: ``deviation`` = the largest |value32 - value64| over the values within 1 of a decision point
+    (relative, for grid scores), at least 1e-7 times the largest such value; ``ratio`` = the smallest
+    distance to a decision point / ``deviation``.  Returns the smallest ratio and the smallest absolute
+    distance per kind of site, and whether both precisions made the same choices.
+    """
+    res = {"same_choices": set(r64) == set(r32)}
+    for site, (v64, d64, c64) in r64.items():
+        kind = site.split(":", 1)[0]
+        if site not in r32:
+            continue
+        v32, _, c32 = r32[site]
+        res["same_choices"] &= bool(c64.shape == c32.shape and np.array_equal(c64, c32))
+        if kind == "grid":
+            dev = float(np.max(np.abs(v32 - v64) / np.abs(v64)))
+            dist = float(d64[0])
+            dev = max(dev, 1e-7)
+        else:
+            near = np.isfinite(d64) & (d64 < 1.0)
+            if not near.any():
+                continue
+            dev = max(float(np.max(np.abs(v32 - v64)[near])), 1e-7 * float(np.max(np.abs(v64[near]))), 1e-9)
+            dist = float(np.min(d64[near]))
+        res[f"{kind}_min"] = min(res.get(f"{kind}_min", np.inf), dist)
+        res[f"{kind}_ratio"] = min(res.get(f"{kind}_ratio", np.inf), dist / dev)
+    return res
+
+
+def make_train_step(seed) -> list:
+    p = _params()
+    chosen = None
+    for s in range(MAX_SEEDS):
+        ok, margins = True, {}
+        for cv in ("paper", "official"):
+            a = assess(record(dict(p, convention=cv), s), record(dict(p, convention=cv), s, np.float32))
+            ok = a.pop("same_choices") and all(a.get(f"{k}_ratio", np.inf) >= MIN_RATIO for k in SITE_KINDS)
+            if not ok:
+                break
+            margins = {k: min(v, margins.get(k, np.inf)) for k, v in a.items()}
+        if ok:
+            chosen = s
+            break
+    if chosen is None:  # pragma: no cover
+        raise RuntimeError(f"no model seed below {MAX_SEEDS} keeps every decision {MIN_RATIO}x its float32 "
+                           "deviation away")
+    p["model_seed"] = chosen
+    _, state = _prepare(p, chosen)
+    x, y = _batch()
+    arrays = {"input.x": x, "input.labels": y}
+    model = _tiny(p, np.float64, seed=chosen)
+    params = dict(model.named_parameters())
+    for k, v in state.items():
+        arrays[("param." if k in params else "input.state.") + k] = v
+    f64 = tuple(f"{pre}.state.{k}" for k in state if "obs_" in k and state[k].dtype == np.float64
+                for pre in ("input", "output"))
+    desc = ("One training step (Alg. A.1) of tiny_resnet on 4 digits: LSQ initialisation of the steps (first "
+            "batch), observers renewing the steps whose rounded width changed (spike and weight), forward, "
+            "cross-entropy + regulating loss (Eq. 21), backward, SGD step (momentum 0.9, first step, weight decay "
+            "1e-4 on weights only, lr per parameter kind, thresholds and steps clamped >= 1e-5). Outputs: every "
+            "spiking layer's analog input, the thresholds and steps used by the forward, logits, losses, W/S/T, "
+            "every parameter's gradient, every parameter after the step, every buffer after the step.")
+    eqs = ["Alg. A.1", "METHOD.md 11", "Alg. 1", "Alg. 2", "Eq. 24", "Eq. 25", "Eq. 6", "Eq. 9", "Eq. 10",
+           "Eq. 11", "Eq. 12", "Eq. 13", "Eq. 14", "Eq. 15", "Eq. 16", "Eq. 17", "Eq. 18", "Eq. 19", "Eq. 20",
+           "Eq. 21", "App. A.6", "App. A.7", "App. A.8", "App. A.9", "App. A.10", "App. A.11", "App. A.12",
+           "App. A.13", "METHOD.md 2", "METHOD.md 5.3", "METHOD.md 6.5", "METHOD.md 6.6", "C1", "C3", "C5"]
+    return [Case(NAME, "train_step", desc, eqs, p, arrays, float64_arrays=f64, margins=margins)]
+
+
+def compute_train_step(p, a):
+    dt = a["input.x"].dtype
+    model = _tiny(p, dt, seed=p["model_seed"])
+    state = {}
+    for k, v in a.items():
+        if k.startswith("param."):
+            state[k[len("param."):]] = v
+        elif k.startswith("input.state."):
+            state[k[len("input.state."):]] = v
+    model.load_state_dict(state)
+    layers = spiking_layers(model)
+    acts = _capture(model)
+    model.train()
+    logits = model(Tensor(a["input.x"]))
+    ce = F.cross_entropy(logits, a["input.labels"])
+    reg, avg = regulating_loss([l for _, l in layers], Targets(**p["targets"]), Penalties(**p["penalties"]))
+    loss = ce + reg
+    out = {"output.logits": logits.data, "output.loss_task": ce.data, "output.loss_reg": reg.data,
+           "output.loss": loss.data}
+    for k in ("W", "S", "T"):
+        out[f"output.{k}"] = np.asarray(avg[k], dtype=dt)
+    for name, l in layers:
+        out[f"output.act.{name}"] = acts[name]
+        out[f"output.forward.{name}.threshold"] = l.threshold.data.copy()
+        out[f"output.forward.{name}.weight_step"] = l.weight_step.data.copy()
+    opt = SGD(param_groups(model, lr=p["lr"], weight_decay=p["weight_decay"]), momentum=p["momentum"])
+    opt.zero_grad()
+    loss.backward()
+    for name, prm in model.named_parameters():
+        if prm.grad is not None:
+            out[f"grad.{name}"] = prm.grad.copy()
+    opt.step()
+    params = dict(model.named_parameters())
+    for k, v in model.state_dict().items():
+        out[("output.updated." if k in params else "output.state.") + k] = v
+    return out
