@@ -10,7 +10,7 @@ from refsnn.kernels.conv import conv2d_backward_data, conv2d_backward_weight, co
 DTYPES = [np.float64, np.float32]
 # tolerance relative to the sum of |terms| of each output element ("agree to rounding")
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True)
 
 
 def _pair(v):
@@ -171,7 +171,7 @@ def test_forward_against_scipy_correlate(stride, padding):
     np.testing.assert_allclose(conv2d_forward(x, w, stride, padding, impl="numpy"), ref, rtol=1e-12, atol=1e-12)
 
 
-@settings(max_examples=30, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(conv_cases(), st.sampled_from(["numpy", "numba"]))
 def test_adjoint_identity(case, impl):
     """<conv(x, w), gy> == <x, bwd_data(gy, w)> == <w, bwd_weight(gy, x)> in float64: catches a wrong transpose."""

@@ -13,7 +13,7 @@ from refsnn.kernels.pool import (
 )
 
 DTYPES = [np.float64, np.float32]
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True)
 
 
 def _pair(v):
@@ -203,6 +203,7 @@ _y, _arg = max_pool2d_forward(_x, 2, 2, 0)
 ERRORS = [
     (lambda: max_pool2d_forward(_x[0], 2, 2, 0), ValueError, r"x must be 4-D"),
     (lambda: avg_pool2d_forward(_x[0], 2, 2, 0), ValueError, r"x must be 4-D"),
+    (lambda: max_pool2d_forward(np.zeros((1, 1, 0, 3)), 2, 2, 1), ValueError, r"x must have H >= 1 and W >= 1.*\(1, 1, 0, 3\)"),
     (lambda: max_pool2d_forward(_x, 0, 2, 0), ValueError, r"kernel_size must be >= 1.*got 0"),
     (lambda: max_pool2d_forward(_x, 2.0, 2, 0), TypeError, r"kernel_size must be an int"),
     (lambda: avg_pool2d_forward(_x, 2, 0, 0), ValueError, r"stride must be >= 1"),

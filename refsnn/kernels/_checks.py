@@ -49,7 +49,7 @@ def float_array(a, name: str, ndim: int = 4) -> np.ndarray:
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
     if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D (N, C, H, W)-like, got shape {a.shape}")
+        raise ValueError(f"{name} must be {ndim}-D, got a {a.ndim}-D array of shape {a.shape}")
     return a
 
 
