@@ -7,7 +7,8 @@
     refsnn summary --model NAME [...]                    per-layer costs (refsnn.models.costing)
     refsnn bench {conv,neuron,train} [...]               benchmarks (refsnn.bench.*)
     refsnn verify [--quick] [--report PATH] [--fig-dir DIR] [--only CHECK ...]   the theory checks (verify/)
-    refsnn golden [...]                                  golden outputs (refsnn.golden; a separate piece)
+    refsnn figures [--quick] [--demo-run DIR]            redraw figures/ (verify checks + the demo's training)
+    refsnn golden write DIR | check DIR [--against OTHER] golden outputs for other implementations (refsnn.golden)
 
 Exit codes: 0 success, 1 a check failed (verify, demo --strict), 2 a usage or configuration error.
 """
@@ -218,18 +219,57 @@ def _delegate(command: str, argv: list) -> int:
     raise AssertionError(command)  # pragma: no cover
 
 
-def cmd_verify(args) -> int:
+def _verify_runner():
+    """The top-level ``verify`` package of the repository (not installed with refsnn), and the repo root."""
     import refsnn
     root = Path(refsnn.__file__).resolve().parents[1]
     if not (root / "verify" / "runner.py").is_file():
-        return _error(f"verify: the 'verify' package is not next to refsnn (looked in {root}); it lives at the "
-                      "repository root and is not installed with the package -- run from a clone of the "
-                      "repository (pip install -e .)")
+        raise FileNotFoundError(f"verify: the 'verify' package is not next to refsnn (looked in {root}); it lives at "
+                                "the repository root and is not installed with the package -- run from a clone of "
+                                "the repository (pip install -e .)")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    runner = importlib.import_module("verify.runner")
+    return importlib.import_module("verify.runner"), root
+
+
+def cmd_verify(args) -> int:
+    try:
+        runner, root = _verify_runner()
+    except FileNotFoundError as e:
+        return _error(str(e))
+    report, fig_dir = args.report, args.fig_dir
+    if not args.quick:
+        # the full mode is what the repository keeps: verify/REPORT.md and figures/
+        report = report or str(root / "verify" / "REPORT.md")
+        fig_dir = fig_dir or str(root / "figures")
+    elif report is None and fig_dir is None:
+        print("refsnn verify --quick: printing only (pass --report / --fig-dir to write files; the full mode "
+              "writes verify/REPORT.md and figures/)")
     kw = {"only": args.only} if args.only else {}
-    return int(runner.run_all(args.quick, args.report, args.fig_dir, **kw) or 0)
+    return int(runner.run_all(args.quick, report, fig_dir, **kw) or 0)
+
+
+def cmd_figures(args) -> int:
+    """Redraw every figure of figures/: the verify checks and the demo run's training figures."""
+    import shutil
+    import tempfile
+    try:
+        runner, root = _verify_runner()
+    except FileNotFoundError as e:
+        return _error(str(e))
+    fig_dir = Path(args.out) if args.out else root / "figures"
+    status = int(runner.run_all(args.quick, None, str(fig_dir)) or 0)
+    from .plots import plots_main
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(args.demo_run) if args.demo_run else Path(tmp) / "demo"
+        if not args.demo_run:
+            demo = argparse.Namespace(out=str(run_dir), epochs=None, quick=args.quick, progress="none", strict=False)
+            cmd_demo(demo)
+        for png in plots_main(str(run_dir / "history.json"), str(Path(tmp) / "plots")):
+            dest = fig_dir / f"demo_{Path(png).name}"
+            shutil.copyfile(png, dest)
+            print(f"wrote {dest}")
+    return status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,10 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="numerical and analytical checks of the theory (verify/ package)")
     p.add_argument("--quick", action="store_true", help="fewer samples")
-    p.add_argument("--report", default=None, help="write the report (markdown) here")
-    p.add_argument("--fig-dir", default=None, help="write the figures here")
+    p.add_argument("--report", default=None, help="write the report (markdown) here (full mode default: "
+                   "verify/REPORT.md)")
+    p.add_argument("--fig-dir", default=None, help="write the figures here (full mode default: figures/)")
     p.add_argument("--only", nargs="+", default=None, metavar="CHECK", help="run only these checks (module names)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("figures", help="redraw figures/: the verify checks and the demo's training figures")
+    p.add_argument("--quick", action="store_true", help="quick verify mode and a 2-epoch demo (a smoke run)")
+    p.add_argument("--out", default=None, help="directory for the PNG files (default: figures/ of the repository)")
+    p.add_argument("--demo-run", default=None, help="use this finished demo run (its history.json) instead of "
+                   "training the demo again")
+    p.set_defaults(func=cmd_figures)
 
     sub.add_parser("summary", help="per-layer costs of a model (see: refsnn summary --help)", add_help=False)
     sub.add_parser("bench", help="benchmarks: conv, neuron, train (see: refsnn bench --help)", add_help=False)

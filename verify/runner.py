@@ -96,12 +96,24 @@ def run_all(quick: bool, out_report: str | None, fig_dir: str | None,
     if n_fail and status == 0:
         status = 1
     if out_report:
-        _write_report(out_report, sections, all_rows, quick, seed, elapsed)
+        _write_report(out_report, sections, all_rows, quick, seed, elapsed, fig_dir)
         print(f"report: {out_report}")
     return status
 
 
-def _write_report(path, sections, rows, quick, seed, elapsed):
+#: the end-to-end demo's training figures (drawn by `refsnn figures` into figures/), captioned in the report
+DEMO_FIGURES = [
+    ("demo_wst_history.png", "Model-average W, S and T of `refsnn demo` (tiny_resnet on the UCI digits, 4/4/2 "
+     "towards 2/2/1) after each epoch, against the targets (dashed); widths are bits, T is time steps "
+     "(like the paper's Fig. 3)."),
+    ("demo_layer_allocation.png", "Learned per-layer weight width B_w, mean spike width and T_l of the demo "
+     "model, with each layer's weight count N_w and input size N_f on a log axis (like the paper's Fig. 4)."),
+    ("demo_curves.png", "Train/test accuracy (%) and losses (train total = cross-entropy + Eq. 21, train and "
+     "test cross-entropy; log axis) of the demo run per epoch."),
+]
+
+
+def _write_report(path, sections, rows, quick, seed, elapsed, fig_dir=None):
     rep_dir = os.path.dirname(os.path.abspath(path))
     lines = [
         "# verify/: checks of the paper's claims (METHOD.md section 8 and the modules below)",
@@ -147,6 +159,13 @@ def _write_report(path, sections, rows, quick, seed, elapsed):
             rel = os.path.relpath(fpath, rep_dir)
             lines += [f"![{os.path.basename(fpath)}]({rel})", "",
                       f"*Figure `{os.path.basename(fpath)}`.* {caption}", ""]
+    demo = [(os.path.join(fig_dir, f), c) for f, c in DEMO_FIGURES
+            if fig_dir and os.path.isfile(os.path.join(fig_dir, f))]
+    if demo:
+        lines += ["", "## The demo run's training figures (`refsnn figures`)", ""]
+        for fpath, caption in demo:
+            rel = os.path.relpath(fpath, rep_dir)
+            lines += [f"![{os.path.basename(fpath)}]({rel})", "", f"*Figure `{os.path.basename(fpath)}`.* {caption}", ""]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines).rstrip() + "\n")
 
