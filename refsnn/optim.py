@@ -127,8 +127,8 @@ class Optimizer:
             for p in g["params"]:
                 p.grad = None
 
-    def _update(self, p, grad: np.ndarray, state: dict, g: dict) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _update(self, p, grad: np.ndarray, state: dict, g: dict) -> None:  # pragma: no cover - per subclass
+        raise TypeError(f"{type(self).__name__} must define _update (SGD and Adam do)")
 
     def step(self) -> None:
         """Update every parameter that requires a gradient and has one; then clamp (section 3)."""

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from refsnn.bench._common import optional_torch
+
 from refsnn.kernels.conv import conv2d_backward_data, conv2d_backward_weight, conv2d_forward
 
 SETTLE = 0.3  # seconds of sleep before each timed step (see _steady)
@@ -93,13 +95,7 @@ def main(argv=None) -> int:
     repeats = 2 if args.quick else args.repeats
     batch = 8 if args.quick else None
 
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch  # optional yardstick only
-            torch.set_num_threads(2)
-        except ImportError:
-            torch = None
+    torch = optional_torch(args.no_torch)
 
     peak = matmul_gflops()
     print(f"float32 matmul (2048^3 np.dot): {peak:.0f} GFLOP/s; repeats={repeats}, "

@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from refsnn.bench._common import optional_torch
+
 from refsnn.kernels import neuron as nk
 
 SHAPE = (32, 128, 32, 32)
@@ -100,14 +102,7 @@ def main(argv=None) -> int:
     Ts = (1, 3) if args.quick else (1, 2, 3)
     Bs = (1, 4) if args.quick else tuple(range(1, 7))
 
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch  # noqa: PLC0415  (optional yardstick)
-
-            torch.set_num_threads(2)
-        except ImportError:
-            torch = None
+    torch = optional_torch(args.no_torch)
 
     rng = np.random.default_rng(0)
     I = rng.standard_normal(SHAPE, dtype=np.float32)

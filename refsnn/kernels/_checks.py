@@ -88,3 +88,15 @@ def out_size(size: int, k: int, s: int, p: int, axis: str) -> int:
 def expect_shape(a: np.ndarray, name: str, shape: tuple, why: str) -> None:
     if tuple(a.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)} ({why}), got {a.shape}")
+
+
+def check_finite(a: np.ndarray, name: str) -> None:
+    """Raise ValueError naming the first non-finite element of ``a``."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        idx = np.unravel_index(int(np.argmax(bad)), a.shape)
+        where = f"{name}[{', '.join(map(str, idx))}]" if a.ndim else name
+        raise ValueError(
+            f"{name} must be finite; {where} = {a[idx]} "
+            f"({int(bad.sum())} non-finite element(s)); allowed range: finite floats"
+        )

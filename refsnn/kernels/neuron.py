@@ -98,15 +98,7 @@ def _check_float(a, name: str) -> np.ndarray:
     return a
 
 
-def _check_finite(a: np.ndarray, name: str) -> None:
-    bad = ~np.isfinite(a)
-    if bad.any():
-        idx = np.unravel_index(int(np.argmax(bad)), a.shape)
-        where = f"{name}[{', '.join(map(str, idx))}]" if a.ndim else name
-        raise ValueError(
-            f"{name} must be finite; {where} = {a[idx]} "
-            f"({int(bad.sum())} non-finite element(s)); allowed range: finite floats"
-        )
+_check_finite = chk.check_finite
 
 
 def _check_common(v_th, bits, T, domain, shift, tau, dtype, x_name):

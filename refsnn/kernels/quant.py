@@ -59,15 +59,7 @@ def weight_levels(B: int) -> tuple[int, int]:
 # ----------------------------------------------------------------------------
 
 
-def _check_finite(a: np.ndarray, name: str) -> None:
-    bad = ~np.isfinite(a)
-    if bad.any():
-        idx = np.unravel_index(int(np.argmax(bad)), a.shape)
-        where = f"{name}[{', '.join(map(str, idx))}]" if a.ndim else name
-        raise ValueError(
-            f"{name} must be finite; {where} = {a[idx]} "
-            f"({int(bad.sum())} non-finite element(s)); allowed range: finite floats"
-        )
+_check_finite = chk.check_finite
 
 
 def _check_float(a, name: str) -> np.ndarray:
