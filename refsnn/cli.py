@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,17 +26,6 @@ DELEGATED = ("summary", "bench", "golden")
 BENCHES = {"conv": "refsnn.bench.conv", "neuron": "refsnn.bench.neuron", "train": "refsnn.bench.train"}
 #: keys a resumed run may change without breaking bit-identical continuation
 RESUME_FREE_KEYS = {"epochs", "out_dir", "progress", "plots", "checkpoint_every", "keep_checkpoints", "description"}
-
-
-def _configure_threads() -> None:
-    """Let idle OpenMP threads of the numba kernels sleep instead of spinning.
-
-    On a machine whose cores are shared (other processes, CI), spinning worker threads make
-    small parallel kernels 10-20x slower; passive waiting costs nothing on an idle machine.
-    Must run before the first parallel kernel starts the OpenMP runtime; a value set by
-    the user is kept.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _error(msg: str) -> int:
@@ -337,7 +325,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    _configure_threads()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
         return _delegate(argv[0], argv[1:])

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import refsnn
-from refsnn.autograd import gradcheck
 from refsnn.method import budget as B
 from refsnn.method import renewal as R
 from refsnn.method.conventions import OFFICIAL, PAPER, get_convention

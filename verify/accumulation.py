@@ -26,11 +26,10 @@ after Lemma 1): some element's error grows with probability ``1 - (1 - p)^n``.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
-from .common import (Result, binom_se, cli_main, consistent, md_table, quant_pos_round,
+from .common import (Result, save_figure, binom_se, cli_main, consistent, md_table, quant_pos_round,
                      round_half_away, zscore)
 from .theorem1 import p_exact_closed, p_paper
 
@@ -179,10 +178,7 @@ def figures(results, fig_dir):
     ax.set_ylabel("P(some element's error grows)")
     ax.set_title("1 - (1-p)^n: lines = formula, markers = Monte Carlo (±5 SE)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(fig_dir, "theory_accumulation.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, fig_dir, "theory_accumulation.png")
     return [(path, "Accumulation: probability that at least one of n elements has a larger error, "
              "formula 1-(1-p)^n (lines; dotted for the IF neuron's T steps) vs Monte Carlo "
              "(markers, 5-SE bars). iid elements follow the formula; the T steps of one refined "

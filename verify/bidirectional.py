@@ -43,12 +43,11 @@ levels ``k = min(round(u), q)`` and ``k'``.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from scipy import stats
 
-from .common import (Result, binom_se, cli_main, consistent, fmt_intervals, growth_event,
+from .common import (Result, save_figure, binom_se, cli_main, consistent, fmt_intervals, growth_event,
                      intervals_mass, levelmap_sym, md_table, pairs, q_sym, quant_sym, zscore)
 
 CLAIM = "Bidirectional (App. A.2.3)"
@@ -179,10 +178,7 @@ def figures(results, fig_dir):
     ax.set_ylabel("P(Err' > Err)")
     ax.set_title("bidirectional, x ~ N(0, σ²), s = 3σ/(2^(b-1) - 1)")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = os.path.join(fig_dir, "theory_bidirectional_probability.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, fig_dir, "theory_bidirectional_probability.png")
     return [(path, "Bidirectional Theorem 1: probability that the error grows after a width drop "
              "b -> b' on the symmetric grid with s = 3σ/(2^(b-1)-1); dashed = the paper's form "
              "P(|x| > c'), solid = exact, circles = Monte Carlo (5-SE bars). At b' = 1 the sign "

@@ -347,3 +347,15 @@ def cli_main(run) -> None:
         print(f"[{'PASS' if r.passed else 'FAIL'}] {r.claim} | {r.verdict} | {r.values}")
     print(f"({time.time() - t0:.1f} s, {'full' if args.full else 'quick'} mode)")
     raise SystemExit(0 if all(r.passed for r in res) else 1)
+
+
+def save_figure(fig, fig_dir: str, name: str) -> str:
+    """Lay out, write ``fig_dir/name`` as a 120-dpi PNG, close the figure; return the path."""
+    import os
+
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    path = os.path.join(fig_dir, name)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -23,11 +23,10 @@ clip point ``c' = 3 sigma (2^{b'}-1)/(2^b-1)`` moves into the bulk of the data.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
-from .common import (Result, cli_main, consistent, expected_increase, expected_sq_error,
+from .common import (Result, save_figure, cli_main, consistent, expected_increase, expected_sq_error,
                      levelmap_round, levelmap_sym, md_table, mean_se, pairs, q_sym,
                      quad_over_cells, quant_pos_round, quant_sym, zscore)
 
@@ -123,10 +122,7 @@ def figures(results, fig_dir):
         ax[j].set_ylabel("E[Err'] - E[Err]  [σ²]")
         ax[j].set_title(f"{domain}: line = analytic, circles = MC ±5 SE", fontsize=10)
         ax[j].legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(fig_dir, "theory_error_increase.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, fig_dir, "theory_error_increase.png")
     return [(path, "Expected increase of the squared quantization error (units σ²) when the width "
              "drops from b to b' and the step is kept; left: half-normal data, s = 3σ/(2^b-1); "
              "right: Gaussian data on the symmetric grid, s = 3σ/(2^(b-1)-1). Lines analytic "

@@ -37,12 +37,11 @@ ratio is 1.5.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from scipy import integrate, stats
 
-from .common import (Result, consistent, expected_sq_error, levelmap_floor,
+from .common import (Result, save_figure, consistent, expected_sq_error, levelmap_floor,
                      levelmap_round, mean_se, md_table, quad_over_cells,
                      quant_pos_floor, quant_pos_round, round_half_away, zscore, cli_main)
 
@@ -198,10 +197,7 @@ def figures(results, fig_dir):
     ax[1].set_ylabel("E[(x - x_q)^2]  [σ²]")
     ax[1].set_title("expected squared error, s = 3σ/(2^b - 1)")
     ax[1].legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(fig_dir, "theory_flooring_vs_rounding.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, fig_dir, "theory_flooring_vs_rounding.png")
     return [(path, "Flooring vs rounding. Left: distribution of the signed quantization error "
              "(in steps) for half-normal data at b = 3; flooring errs in [0, 1) steps, rounding in "
              "[-1/2, 1/2). Right: expected squared error (σ²) vs bit width, analytic lines and "

@@ -490,7 +490,6 @@ def run(quick: bool, seed: int = 0, sizes: dict | None = None) -> list[Result]:
         mc_ok, {}))
 
     # (b)
-    rr = [r["mse_kept"] / r["mse_renewed"] for r in real]
     nb = sum(r["mse_renewed"] < r["mse_kept"] for r in real)
     near_b = float(np.median([r["mse_renewed"] / r["mse_best"] for r in real]))
     by_bp = {bp: float(np.median([r["mse_kept"] / r["mse_renewed"] for r in real if r["bp"] == bp]))

@@ -55,12 +55,11 @@ half-normal mass summed; (3) Monte Carlo with the quantizers applied to samples.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from scipy import stats
 
-from .common import (Result, binom_se, cli_main, consistent, fmt_intervals, growth_event,
+from .common import (Result, save_figure, binom_se, cli_main, consistent, fmt_intervals, growth_event,
                      intervals_mass, levelmap_round, md_table, pairs, quant_pos_round, zscore)
 
 CLAIM = "Theorem 1 (Eq. 22)"
@@ -205,10 +204,7 @@ def figures(results, fig_dir):
     ax[1].set_ylabel("Eq. 22 - exact  (probability)")
     ax[1].set_title("over-estimate of Eq. 22 = P(c' < x <= c' + s/2)")
     ax[1].legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(fig_dir, "theory_theorem1_probability.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, fig_dir, "theory_theorem1_probability.png")
     return [(path, "Theorem 1. Left: probability that the squared error grows when the width "
              "drops from b to b' with the step kept, for half-normal data; dashed = Eq. 22, solid "
              "= exact P(x > c' + s/2), circles = Monte Carlo with 5-SE bars, dotted = Lemma 1's "

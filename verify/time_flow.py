@@ -77,11 +77,10 @@ averages over the 7 layers). A whole-model backward under each convention
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from .common import Result, cli_main, md_table
+from .common import Result, cli_main, md_table, save_figure
 
 CLAIM = "Time flow (6.6, C3)"
 SIZES = {"quick": dict(n=4096, batch=48), "full": dict(n=65536, batch=64)}
@@ -455,10 +454,7 @@ def figures(results, fig_dir):
     ax[1].set_title("trained tiny_resnet, same upstream gradient")
     ax[1].set_xticks([1, 2, 3])
     ax[1].legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(fig_dir, "method_time_flow.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, fig_dir, "method_time_flow.png")
     return [(path, "Gradient flow through time. Left: |dL/dV_th^t| per step for random post-ReLU input (T = 3, "
                    "B = 2 and 4), split into the in-range (rounding) and out-of-range (clipping) terms, paper BPTT vs "
                    "official detach (symlog scale). Right: layer-averaged |dL/dV_th^t| of the trained tiny_resnet "

@@ -107,7 +107,6 @@ def format_table(rows: list) -> str:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see refsnn.cli._configure_threads
     ap = argparse.ArgumentParser(prog="refsnn bench train", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 timed steps per case (1 for resnet20)")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps per case (default 5; resnet20: 3)")
