@@ -58,6 +58,7 @@ import tomllib
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
+from .errors import RefsnnError
 
 import numpy as np
 
@@ -71,7 +72,7 @@ DATA_NAMES = ("digits", "cifar10", "cifar100", "synthetic", "imagenet")
 PROGRESS_MODES = ("auto", "bar", "line", "none")
 
 
-class ConfigError(ValueError):
+class ConfigError(RefsnnError, ValueError):
     """A configuration that cannot be used; the message names the section, the key and the value."""
 
 
