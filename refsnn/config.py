@@ -58,10 +58,10 @@ import tomllib
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from .errors import RefsnnError
 
 import numpy as np
 
+from .errors import RefsnnError
 from .nn.module import PARAMETER_KINDS
 from .nn.spiking import SpikingConfig
 
