@@ -24,8 +24,6 @@ from pathlib import Path
 #: sub-commands whose arguments are parsed by the module they delegate to
 DELEGATED = ("summary", "bench", "golden")
 BENCHES = {"conv": "refsnn.bench.conv", "neuron": "refsnn.bench.neuron", "train": "refsnn.bench.train"}
-#: keys a resumed run may change without breaking bit-identical continuation
-RESUME_FREE_KEYS = {"epochs", "out_dir", "progress", "plots", "checkpoint_every", "keep_checkpoints", "description"}
 
 
 def _error(msg: str) -> int:
@@ -39,28 +37,35 @@ def _error(msg: str) -> int:
 DEMO_CRITERIA = {"accuracy": 0.95, "tolerance": 0.3}
 
 
-def cmd_demo(args) -> int:
+def demo_config(out: str, epochs: int | None = None, quick: bool = False, progress: str | None = None):
+    """(the demo's TrainConfig, the path of its settings file) with the command's overrides."""
     from .config import bundled_config, load_config
-    from .train import Trainer
     path = bundled_config("demo")
     cfg = load_config(path)
-    changes = {"out_dir": args.out}
-    if args.quick:
+    changes = {"out_dir": out}
+    if quick:
         # a smoke run: a few hundred training samples, 2 epochs, renewal rule early
         changes["epochs"] = 2
         changes["data"] = _replace(cfg.data, train_subset=320)
         changes["renewal"] = _replace(cfg.renewal, min_epochs=1)
-    if args.epochs is not None:
-        changes["epochs"] = args.epochs
-    if args.progress:
-        changes["progress"] = args.progress
-    cfg = cfg.replace(**changes)
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if progress:
+        changes["progress"] = progress
+    return cfg.replace(**changes), path
+
+
+def run_demo(out: str, epochs: int | None = None, quick: bool = False, progress: str | None = None,
+             strict: bool = False) -> int:
+    """Train the demo, print the final table and the demo's criteria; 1 if ``strict`` and a criterion is not met."""
+    from .train import Trainer
+    cfg, path = demo_config(out, epochs, quick, progress)
     r = cfg.regulate
     init = cfg.spiking_config()
     print(f"refsnn demo: {cfg.model.name} on {cfg.data.name}, W/S/T {init.weight_bits:g}/{init.spike_bits:g}/"
           f"{init.time_steps:g} -> targets {r.W:g}/{r.S:g}/{r.T:g}, renewal '{cfg.renewal.mode}', "
           f"{cfg.epochs} epochs, {cfg.dtype}")
-    print(f"settings: {path}{' (with --quick)' if args.quick else ''}")
+    print(f"settings: {path}{' (with --quick)' if quick else ''}")
     t0 = time.perf_counter()
     tr = Trainer(cfg)
     tr.fit()
@@ -75,13 +80,17 @@ def cmd_demo(args) -> int:
                        abs(last[key] - target) <= DEMO_CRITERIA["tolerance"]))
     print()
     print("demo criteria: " + ";  ".join(f"{name}: {'ok' if ok else 'NOT MET'}" for name, ok in checks)
-          + ("  (--quick: not expected to be met)" if args.quick else ""))
+          + ("  (--quick: not expected to be met)" if quick else ""))
     print(f"wrote {cfg.out_dir}/: history.json, history.csv, checkpoint.npz/.json"
           + (", wst_history.png, layer_allocation.png, curves.png" if cfg.plots else ""))
     print(f"wall time {wall:.1f} s")
-    if args.strict and not all(ok for _, ok in checks):
+    if strict and not all(ok for _, ok in checks):
         return 1
     return 0
+
+
+def cmd_demo(args) -> int:
+    return run_demo(args.out, epochs=args.epochs, quick=args.quick, progress=args.progress, strict=args.strict)
 
 
 def _replace(obj, **changes):
@@ -92,18 +101,8 @@ def _replace(obj, **changes):
 # ---------------------------------------------------------------------------------------------
 # train / eval / plots
 # ---------------------------------------------------------------------------------------------
-def _diff(a: dict, b: dict, prefix: str = "") -> list:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(f"{prefix}{k}")
-    return out
-
-
 def cmd_train(args) -> int:
+    from .checkpoint import resume_changes
     from .config import load_config
     from .train import Trainer
     if args.config is None and args.resume is None:
@@ -125,15 +124,8 @@ def cmd_train(args) -> int:
         changes["progress"] = args.progress
     if args.resume is not None:
         if cfg is not None:
-            meta = json.loads(Path(args.resume).with_suffix(".json").read_text())
-            saved = {k: v for k, v in meta["config"].items() if k not in RESUME_FREE_KEYS}
-            given = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE_KEYS}
-            differ = _diff(saved, given)
-            if differ:
-                return _error(f"train --resume: {args.config} differs from the checkpoint's configuration in "
-                              f"{differ}; only {sorted(RESUME_FREE_KEYS)} may change on resume")
-            for key in ("epochs", "out_dir", "progress", "plots", "checkpoint_every", "keep_checkpoints"):
-                changes.setdefault(key, getattr(cfg, key))
+            # the flags win over the file; the file may change only the resume-free keys (refsnn.checkpoint)
+            changes = {**resume_changes(args.resume, cfg, source=args.config), **changes}
         epochs = changes.pop("epochs", None)
         out_dir = changes.pop("out_dir", None)
         tr = Trainer.from_checkpoint(args.resume, epochs=epochs, out_dir=out_dir, **changes)
@@ -193,17 +185,8 @@ def _delegate(command: str, argv: list) -> int:
             return _error(f"bench {argv[0]}: {BENCHES[argv[0]]} is not available ({e})")
         return int(mod.main(argv[1:]) or 0)
     if command == "golden":
-        # -------------------------------------------------------------------------------
-        # golden outputs: refsnn.golden (written and checked elsewhere; another piece of
-        # the project).  This command only hands its arguments over.
-        # -------------------------------------------------------------------------------
-        try:
-            mod = importlib.import_module("refsnn.golden")
-        except ModuleNotFoundError:
-            return _error("golden: refsnn.golden is not available in this installation yet")
-        if not hasattr(mod, "main"):
-            return _error("golden: refsnn.golden has no main(argv)")
-        return int(mod.main(argv) or 0)
+        from .golden import main as golden_main
+        return int(golden_main(argv) or 0)
     raise AssertionError(command)  # pragma: no cover
 
 
@@ -251,8 +234,7 @@ def cmd_figures(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.demo_run) if args.demo_run else Path(tmp) / "demo"
         if not args.demo_run:
-            demo = argparse.Namespace(out=str(run_dir), epochs=None, quick=args.quick, progress="none", strict=False)
-            cmd_demo(demo)
+            run_demo(str(run_dir), quick=args.quick, progress="none")
         for png in plots_main(str(run_dir / "history.json"), str(Path(tmp) / "plots")):
             dest = fig_dir / f"demo_{Path(png).name}"
             shutil.copyfile(png, dest)

@@ -11,49 +11,34 @@
 
 ``Trainer`` holds everything of one run: the model, the optimizer, the schedule,
 the loaders, the history and the epoch counter.  Its whole state is written by
-``save_checkpoint`` (an ``.npz`` of arrays beside a ``.json`` of metadata) and
-read back by ``Trainer.from_checkpoint``; a resumed run continues bit-identically
-to an uninterrupted one because nothing random is hidden anywhere:
+``save_checkpoint`` and read back by ``Trainer.from_checkpoint`` (both in
+``refsnn.checkpoint``, which also says why a resumed run continues bit-identically);
+what the run prints and the history files come from ``refsnn.report``.
 
-* the model's initial weights are a function of ``seed`` (then overwritten by the checkpoint);
-* batch order and augmentation of epoch e are a function of ``(seed, e)`` (``refsnn.data.DataLoader``);
-* the lr is a function of the schedule's counter;
-* the layers' LSQ-initialised flag, observers and renewal switches are buffers in the state dict.
-
-Output files in ``out_dir``: ``history.json``, ``history.csv``, ``checkpoint.npz`` +
-``checkpoint.json`` (and ``checkpoint_epochNNN.*`` with ``keep_checkpoints``),
-figures ``*.png`` (``refsnn.plots``).
+Output files in ``out_dir``: ``history.json``, ``history.csv`` (``refsnn.report``),
+``checkpoint.npz`` + ``checkpoint.json`` (and ``checkpoint_epochNNN.*`` with
+``keep_checkpoints``; ``refsnn.checkpoint``), figures ``*.png`` (``refsnn.plots``).
 """
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import json
-import math
-import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from . import functional as F
 from .autograd.tensor import Tensor, no_grad
+from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import DataLoader, Dataset, get_dataset
 from .method.regulate import Penalties, Targets, regulating_loss
 from .method.renewal import should_switch_off
 from .nn import spiking_layers
 from .optim import OPTIMIZERS, ConstantSchedule, CosineSchedule, param_groups
+from .report import Progress, final_table, format_epoch, write_history
 
-CHECKPOINT_FORMAT = "refsnn-checkpoint/1"
 #: the switching-off rule per kind: (kind, model average it watches, the layers' buffer)
 RENEWAL_KINDS = (("weight", "W", "renew_weight"), ("spike", "S", "renew_spike"))
-#: columns of history.csv (every scalar of an epoch record)
-CSV_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_reg", "train_acc", "test_loss", "test_acc", "W", "S",
-               "T", "bit_budget", "s_ace_g", "s_ace_star_g", "size_mb", "renewals_spike", "renewals_weight",
-               "renew_spike_on", "renew_weight_on", "switched_off", "time_s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,58 +111,6 @@ def build_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int):
         raise ConfigError(f"warmup in [optim] = {o.warmup}: must be below the total number of "
                           f"{o.schedule_unit}s ({total})")
     return CosineSchedule(optimizer, total, warmup=o.warmup, min_factor=o.min_lr_factor)
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress on the terminal
-# ---------------------------------------------------------------------------------------------
-class Progress:
-    """A one-line bar per epoch on a TTY (batches, loss, running W/S/T); else one line per epoch."""
-
-    def __init__(self, mode: str = "auto", stream=None):
-        self.stream = stream if stream is not None else sys.stdout
-        if mode == "auto":
-            isatty = getattr(self.stream, "isatty", lambda: False)
-            mode = "bar" if isatty() else "line"
-        self.mode = mode
-        self._last = 0.0
-
-    def batch(self, epoch: int, epochs: int, k: int, n: int, loss: float, wst: tuple, t0: float) -> None:
-        if self.mode != "bar":
-            return
-        now = time.perf_counter()
-        if k < n and now - self._last < 0.1:  # redraw at most 10 times a second
-            return
-        self._last = now
-        width = 24
-        fill = int(width * k / n)
-        el = now - t0
-        eta = el / k * (n - k) if k else 0.0
-        w, s, t = (f"{v:.2f}" if v is not None else "-" for v in wst)
-        self.stream.write(f"\repoch {epoch}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {k}/{n}  "
-                          f"loss {loss:.4f}  W/S/T {w}/{s}/{t}  {el:.0f}s<{eta:.0f}s ")
-        self.stream.flush()
-
-    def epoch(self, line: str) -> None:
-        if self.mode == "none":
-            return
-        if self.mode == "bar":
-            self.stream.write("\r\033[K")
-        self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def message(self, line: str) -> None:
-        if self.mode != "none":
-            self.stream.write(line + "\n")
-            self.stream.flush()
-
-
-def _fmt_epoch(rec: dict, epochs: int) -> str:
-    ren = f"renewals s:{rec['renewals_spike']} w:{rec['renewals_weight']}"
-    off = f"  switched off: {rec['switched_off']}" if rec["switched_off"] else ""
-    return (f"epoch {rec['epoch']}/{epochs}  loss {rec['train_loss']:.4f}  train {100 * rec['train_acc']:.1f}%  "
-            f"test {100 * rec['test_acc']:.1f}%  W/S/T {rec['W']:.2f}/{rec['S']:.2f}/{rec['T']:.2f}  "
-            f"BB {rec['bit_budget']:.2f}  S-ACE {rec['s_ace_g'] * 1e3:.3f}M  {ren}{off}  {rec['time_s']:.1f}s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +257,7 @@ class Trainer:
                               "n_f": lc.n_f, "macs": lc.macs, "spiking": lc.spiking} for lc in cost.layers]
             rec["time_s"] = time.perf_counter() - t0
             self.history.append(rec)
-            self.progress.epoch(_fmt_epoch(rec, cfg.epochs))
+            self.progress.epoch(format_epoch(rec, cfg.epochs))
             self.write_history()
             last = self.epoch == cfg.epochs or self.epoch == until
             every = cfg.checkpoint_every
@@ -338,18 +271,8 @@ class Trainer:
 
     # -- outputs ----------------------------------------------------------------------------
     def write_history(self) -> None:
-        """history.json (everything) and history.csv (the scalar columns)."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        doc = {"config": self.config.to_dict(), "initial": self.initial, "targets": vars(self.targets),
-               "epochs": self.history}
-        _atomic_write_text(self.out_dir / "history.json", json.dumps(doc, indent=1, default=_json_default))
-        tmp = self.out_dir / "history.csv.tmp"
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(CSV_COLUMNS)
-            for rec in self.history:
-                w.writerow([_csv_value(rec.get(c)) for c in CSV_COLUMNS])
-        os.replace(tmp, self.out_dir / "history.csv")
+        """history.json (everything) and history.csv (the scalar columns); ``refsnn.report.write_history``."""
+        write_history(self.out_dir, self.config.to_dict(), self.initial, vars(self.targets), self.history)
 
     def draw_figures(self) -> list:
         from .plots import plot_all
@@ -357,58 +280,14 @@ class Trainer:
 
     def final_report(self) -> str:
         """The table printed at the end: accuracy, W/S/T, Bit Budget, S-ACE, S-ACE*, size, per-layer allocation."""
-        from .models.costing import format_cost_table
-        cost = self.costs()
         acc = self.history[-1]["test_acc"] if self.history else self.evaluate()[1]
-        t = self.targets
-        lines = [f"test accuracy   {100 * acc:.2f} %   ({len(self.test_set)} samples)",
-                 f"W / S / T       {cost.W:.3f} / {cost.S:.3f} / {cost.T:.3f}   (targets {t.W:g} / {t.S:g} / {t.T:g}; "
-                 f"initial {self.initial['W']:.3g} / {self.initial['S']:.3g} / {self.initial['T']:.3g})",
-                 f"Bit Budget      {cost.bit_budget:.3f}   (initial {self.initial['bit_budget']:.3g})",
-                 f"S-ACE           {cost.s_ace / 1e6:.4f} M   S-ACE* {cost.s_ace_star / 1e6:.4f} M   "
-                 f"(initial S-ACE {self.initial['s_ace_g'] * 1e3:.4f} M)",
-                 f"size            {cost.size_mb * 1e3:.3f} kB   (initial {self.initial['size_mb'] * 1e3:.3f} kB)",
-                 f"renewal         spike {'on' if self.renewal_on('renew_spike') else 'off'}, "
-                 f"weight {'on' if self.renewal_on('renew_weight') else 'off'}",
-                 "", "per-layer allocation:", format_cost_table(cost)]
-        return "\n".join(lines)
+        return final_table(self.costs(), acc, len(self.test_set), self.targets, self.initial,
+                           self.renewal_on("renew_spike"), self.renewal_on("renew_weight"))
 
     # -- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self, path) -> Path:
-        """``path`` (.npz: parameters, BN statistics, observer/renewal buffers, optimizer buffers) and the same
-        name with .json (epoch, config, RNG state, optimizer/schedule counters, history, refsnn version)."""
-        path = Path(path).with_suffix(".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        osd = self.optimizer.state_dict()
-        scalars = {}
-        for k, v in osd["state"].items():
-            if isinstance(v, np.ndarray):
-                arrays[f"optim/{k}"] = v
-            else:
-                scalars[k] = v
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "refsnn_version": __version__,
-            "numpy_version": np.__version__,
-            "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "epoch": self.epoch,
-            "config": self.config.to_dict(),
-            "rng": {"note": "all randomness of training is a pure function of (seed, epoch, batch): the model's "
-                            "initial weights of seed, the loader's order/augmentation of (seed, epoch) "
-                            "(refsnn.data.DataLoader); no generator state is carried between epochs",
-                    "seed": self.config.seed, "next_epoch": self.epoch, "next_batch": 0},
-            "optimizer": {"type": osd["type"], "steps": osd["steps"], "groups": osd["groups"], "scalars": scalars},
-            "schedule": self.schedule.state_dict(),
-            "initial": self.initial,
-            "layers": [n for n, _ in self.layers],
-            "history": self.history,
-        }
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-        _atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=1, default=_json_default))
-        return path
+        """Write the run's whole state to ``path`` (.npz) and its .json; ``refsnn.checkpoint.save_checkpoint``."""
+        return save_checkpoint(self, path)
 
     @classmethod
     def from_checkpoint(cls, path, epochs: int | None = None, out_dir=None, progress: str | None = None,
@@ -418,19 +297,8 @@ class Trainer:
         ``epochs`` / ``out_dir`` / ``config_changes`` override the saved configuration (changing ``epochs``
         changes the cosine schedule, so only an unchanged configuration resumes bit-identically).
         """
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(".npz")
-        meta_path = path.with_suffix(".json")
-        for p in (path, meta_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"checkpoint file {str(p)!r} does not exist (a checkpoint is a .npz and a "
-                                        ".json of the same name)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{meta_path}: not a refsnn checkpoint (format {meta.get('format')!r}, "
-                             f"expected {CHECKPOINT_FORMAT!r})")
-        cfg = TrainConfig.from_dict(meta["config"])
+        ck = load_checkpoint(path)
+        cfg = ck.config
         changes = dict(config_changes)
         if epochs is not None:
             changes["epochs"] = int(epochs)
@@ -438,51 +306,16 @@ class Trainer:
             changes["out_dir"] = str(out_dir)
         if changes:
             cfg = cfg.replace(**changes)
-        if cfg.epochs < meta["epoch"]:
-            raise ValueError(f"epochs = {cfg.epochs} is fewer than the {meta['epoch']} epochs the checkpoint has done")
+        if cfg.epochs < ck.epoch:
+            raise ValueError(f"epochs = {cfg.epochs} is fewer than the {ck.epoch} epochs the checkpoint has done")
         tr = cls(cfg, progress=progress, stream=stream)
-        with np.load(path, allow_pickle=False) as z:
-            model_state = {k[len("model/"):]: z[k] for k in z.files if k.startswith("model/")}
-            optim_arrays = {k[len("optim/"):]: z[k] for k in z.files if k.startswith("optim/")}
-        tr.model.load_state_dict(model_state)
-        om = meta["optimizer"]
-        tr.optimizer.load_state_dict({"type": om["type"], "steps": om["steps"], "groups": om["groups"],
-                                      "state": {**om["scalars"], **optim_arrays}})
-        # the schedule keeps its counter; its length comes from the (possibly changed) configuration
-        tr.schedule.load_state_dict(meta["schedule"])
-        tr.epoch = int(meta["epoch"])
-        tr.history = list(meta["history"])
-        tr.initial = dict(meta["initial"])
+        restore(tr, ck)
         return tr
 
 
 def _has_learnable_width(layer) -> bool:
     c = layer.config
     return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _csv_value(v):
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else str(v)
-    if isinstance(v, bool):
-        return int(v)
-    return "" if v is None else v
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def train(config: TrainConfig, resume=None, progress: str | None = None, stream=None, until: int | None = None):
