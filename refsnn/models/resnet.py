@@ -93,9 +93,15 @@ class BasicBlock(Module):
 
 
 class ResNet(Module):
-    """Stem (spiking conv + BN + ReLU [+ max pool]), stages of BasicBlocks, global average pool, spiking linear."""
+    """Stem (spiking conv + BN + ReLU [+ max pool]), stages of BasicBlocks, global average pool, spiking linear.
 
-    def __init__(self, builder: LayerBuilder, in_channels: int, num_classes: int, stem_channels: int,
+    Keyword arguments: ``in_channels`` and ``num_classes``; the stem conv ``stem_channels``, ``stem_kernel``
+    (padding ``stem_kernel // 2``), ``stem_stride`` and ``stem_maxpool`` (a 3x3/2 max pool after it); per stage
+    ``blocks`` (how many BasicBlocks), ``widths`` (their output channels) and ``strides`` (the first block's);
+    ``sew``: the blocks' SEW residual (see ``BasicBlock``).
+    """
+
+    def __init__(self, builder: LayerBuilder, *, in_channels: int, num_classes: int, stem_channels: int,
                  stem_kernel: int, stem_stride: int, stem_maxpool: bool, blocks: tuple, widths: tuple,
                  strides: tuple, sew: bool):
         super().__init__()
@@ -135,20 +141,25 @@ def _builder(name, config, layer_configs, input_neuron, seed, dtype, default):
 def resnet20(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0, dtype=np.float64) -> ResNet:
     """Wide CIFAR ResNet20 (METHOD.md 12): 3x3 stem 3->128, 3x3 BasicBlocks at 128/256/512, strides 1/2/2."""
     b = _builder("resnet20", config, layer_configs, input_neuron, seed, dtype, CIFAR_CONFIG)
-    return ResNet(b, 3, num_classes, 128, 3, 1, False, (3, 3, 3), (128, 256, 512), (1, 2, 2), sew=False)
+    return ResNet(b, in_channels=3, num_classes=num_classes, stem_channels=128, stem_kernel=3, stem_stride=1,
+                  stem_maxpool=False, blocks=(3, 3, 3), widths=(128, 256, 512), strides=(1, 2, 2), sew=False)
 
 
 def resnet18(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0, dtype=np.float64) -> ResNet:
     """CIFAR ResNet18 (METHOD.md 12): 3x3 stem 3->64, stages [2,2,2,2] at 64..512, strides 1/2/2/2."""
     b = _builder("resnet18", config, layer_configs, input_neuron, seed, dtype, CIFAR_CONFIG)
-    return ResNet(b, 3, num_classes, 64, 3, 1, False, (2, 2, 2, 2), (64, 128, 256, 512), (1, 2, 2, 2), sew=False)
+    return ResNet(b, in_channels=3, num_classes=num_classes, stem_channels=64, stem_kernel=3, stem_stride=1,
+                  stem_maxpool=False, blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2),
+                  sew=False)
 
 
 def sew_resnet34(num_classes=1000, config=None, layer_configs=None, input_neuron=True, seed=0,
                  dtype=np.float64) -> ResNet:
     """ImageNet SEW-ResNet34 (METHOD.md 12): 7x7/2 stem 3->64, 3x3/2 max pool, SEW stages [3,4,6,3] at 64..512."""
     b = _builder("sew_resnet34", config, layer_configs, input_neuron, seed, dtype, IMAGENET_CONFIG)
-    return ResNet(b, 3, num_classes, 64, 7, 2, True, (3, 4, 6, 3), (64, 128, 256, 512), (1, 2, 2, 2), sew=True)
+    return ResNet(b, in_channels=3, num_classes=num_classes, stem_channels=64, stem_kernel=7, stem_stride=2,
+                  stem_maxpool=True, blocks=(3, 4, 6, 3), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2),
+                  sew=True)
 
 
 def tiny_resnet(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0,
@@ -160,4 +171,5 @@ def tiny_resnet(num_classes=10, config=None, layer_configs=None, input_neuron=Tr
     19,408 conv/linear weights; 533,824 MACs per sample.
     """
     b = _builder("tiny_resnet", config, layer_configs, input_neuron, seed, dtype, CIFAR_CONFIG)
-    return ResNet(b, 1, num_classes, 16, 3, 1, False, (1, 1), (16, 32), (1, 2), sew=False)
+    return ResNet(b, in_channels=1, num_classes=num_classes, stem_channels=16, stem_kernel=3, stem_stride=1,
+                  stem_maxpool=False, blocks=(1, 1), widths=(16, 32), strides=(1, 2), sew=False)
