@@ -166,7 +166,7 @@ def make_neurons(seed) -> list:
 def _spikes(x, V, B, T, domain, shift, tau, reset_decay):
     """(v, S): membrane (T, ...) and integer spikes (T, ...) by the kernel's NumPy twin (Eq. 13-15)."""
     _, v = _kn.neuron_forward(x, V, B, T, domain=domain, shift=shift, tau=tau, reset_decay=reset_decay, impl="numpy")
-    S = np.stack([_kn._emit_numpy(v[t] / V[t], int(B[t]), domain, v.dtype.type(shift)) for t in range(T)])
+    S = np.stack([_kn.emit_numpy(v[t] / V[t], int(B[t]), domain, v.dtype.type(shift)) for t in range(T)])
     return v, _i64(S)
 
 

@@ -146,7 +146,7 @@ def record(p, seed, dt=np.float64) -> dict:
         dist = D.spike_distance(u, a, bits, cfg.domain)
         for t in range(T):
             lo, hi = spike_grid(int(bits[t]), cfg.domain)
-            dec = np.concatenate([_kn._emit_numpy(u[t], int(bits[t]), cfg.domain, shift).ravel(),
+            dec = np.concatenate([_kn.emit_numpy(u[t], int(bits[t]), cfg.domain, shift).ravel(),
                                   ((u[t] >= lo) & (u[t] <= hi)).ravel()])
             out[f"spike:{name}:{t}"] = (u[t].ravel(), dist[t].ravel(), dec)
         q_min, q_max = weight_grid(B_w)
