@@ -19,7 +19,9 @@ import argparse
 import sys
 
 from .store import SCHEMA, GoldenError, load_manifest, read_npz
-from .runner import CONVENTIONS, DEFAULT_SEED, DTYPES, check_golden, make_cases, run_case, write_golden
+from .check import check_golden
+from .runner import CONVENTIONS, DEFAULT_SEED, DTYPES, make_cases, run_case
+from .write import write_golden
 
 __all__ = ["SCHEMA", "GoldenError", "write_golden", "check_golden", "make_cases", "run_case", "load_manifest",
            "read_npz", "main"]

@@ -32,7 +32,8 @@ from ..method.weight_quant import weight_grid
 from ..nn import ReLU, spiking_layers
 from ..optim import DEFAULT_LR, SGD, param_groups
 from . import draw as D
-from .cases import B_BOUND, T_BOUND, Case, _tiny
+from .cases import B_BOUND, T_BOUND, Case
+from .model_cases import tiny_model
 
 NAME = "train_step_tiny_resnet"
 BATCH = [0, 1]
@@ -70,7 +71,7 @@ def _params(convention="paper") -> dict:
 
 def _prepare(p, seed, dt=np.float64):
     """The model of the case in its state before the step (float32-exact values)."""
-    model = _tiny(p, np.float64, seed=seed)
+    model = tiny_model(p, np.float64, seed=seed)
     rng = D.case_rng(seed, NAME + "/bn")
     for name, l in spiking_layers(model):
         bw, bs, t = WIDTHS[name]
@@ -88,7 +89,7 @@ def _prepare(p, seed, dt=np.float64):
             prm.data[...] = D.f32(prm.data)
     state = model.state_dict()
     if dt != np.float64:
-        model = _tiny(p, dt, seed=seed)
+        model = tiny_model(p, dt, seed=seed)
         model.load_state_dict({k: (v.astype(dt) if v.dtype == np.float64 and "obs_" not in k else v)
                                for k, v in state.items()})
     return model, state
@@ -222,7 +223,7 @@ def make_train_step(seed) -> list:
     _, state = _prepare(p, chosen)
     x, y = _batch()
     arrays = {"input.x": x, "input.labels": y}
-    model = _tiny(p, np.float64, seed=chosen)
+    model = tiny_model(p, np.float64, seed=chosen)
     params = dict(model.named_parameters())
     for k, v in state.items():
         arrays[("param." if k in params else "input.state.") + k] = v
@@ -243,7 +244,7 @@ def make_train_step(seed) -> list:
 
 def compute_train_step(p, a):
     dt = a["input.x"].dtype
-    model = _tiny(p, dt, seed=p["model_seed"])
+    model = tiny_model(p, dt, seed=p["model_seed"])
     state = {}
     for k, v in a.items():
         if k.startswith("param."):
