@@ -18,7 +18,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from verify import gradients, renewal_effect, time_flow  # noqa: E402
+from verify import fixture, gradients, renewal_effect, time_flow, time_flow_forms  # noqa: E402
 
 SMALL_RENEWAL = dict(n_fit=4000, n_mc=20_000, pre=24, post=4, seeds=2, drops=(2,), batch=32, mem_batch=8, calib=32)
 
@@ -73,7 +73,7 @@ def _tiny_example():
 def test_reset_cancels_carry_paper_bptt():
     I, gy, V, B = _tiny_example()
     T = 3
-    gI, gV, gB, v = time_flow.neuron_grads(I, gy, V, B, T, "positive", "paper")
+    gI, gV, gB, v = time_flow_forms.neuron_grads(I, gy, V, B, T, "positive", "paper")
     u = v / V[:, None]
     assert (u[:, 0] <= 3).all() and (u[:, 1] > 3).all() and u[0, 2] <= 3 and (u[1:, 2] > 3).all()
     # in range at the last step -> the straight-through identity; never in range -> 0;
@@ -86,7 +86,7 @@ def test_reset_cancels_carry_paper_bptt():
     c2 = 3.0 - u[0, 2]  # residual S - u of element 2 at step 1
     assert gV[0] == pytest.approx(g * (gy[1] / T * 3.0 + gy[2] / T * c2), rel=1e-12)
     # the last step: identical under both conventions
-    _, gVo, _, _ = time_flow.neuron_grads(I, gy, V, B, T, "positive", "official")
+    _, gVo, _, _ = time_flow_forms.neuron_grads(I, gy, V, B, T, "positive", "official")
     assert gV[-1] == gVo[-1]
     # official: every step keeps its rounding term for element 0
     c0 = np.floor(u[0, 0] + 0.5) - u[0, 0]
@@ -96,14 +96,14 @@ def test_reset_cancels_carry_paper_bptt():
 
 def test_official_input_gradient_counts_in_range_steps():
     I, gy, V, B = _tiny_example()
-    gI, _, _, _ = time_flow.neuron_grads(I, gy, V, B, 3, "positive", "official")
+    gI, _, _, _ = time_flow_forms.neuron_grads(I, gy, V, B, 3, "positive", "official")
     assert gI == pytest.approx(gy * np.array([3, 0, 1]) / 3, rel=1e-14)
 
 
 def test_lif_cancellation_is_partial():
     I, gy, V, B = _tiny_example()
-    _, gV1, _, v1 = time_flow.neuron_grads(I[:1], gy[:1], V, B, 3, "positive", "paper", tau=1.0)
-    _, gV2, _, v2 = time_flow.neuron_grads(I[:1], gy[:1], V, B, 3, "positive", "paper", tau=2.0)
+    _, gV1, _, v1 = time_flow_forms.neuron_grads(I[:1], gy[:1], V, B, 3, "positive", "paper", tau=1.0)
+    _, gV2, _, v2 = time_flow_forms.neuron_grads(I[:1], gy[:1], V, B, 3, "positive", "paper", tau=2.0)
     assert gV1[0] == 0.0 and gV1[1] == 0.0  # in range throughout: early thresholds get nothing
     assert gV2[1] == 0.0  # step T-1 still nothing (in range at T)
     assert gV2[0] != 0.0  # step 1 gets the (1 - 1/tau) remainder
@@ -117,7 +117,7 @@ def test_closed_forms_on_random_data():
             I = np.maximum(I, 0)
         gy = rng.standard_normal(3000)
         V = np.array([0.3, 0.4, 0.25])
-        res = time_flow.analyse_case(I, gy, V, np.array([2, 3, 2]), 3, domain)
+        res = time_flow_forms.analyse_case(I, gy, V, np.array([2, 3, 2]), 3, domain)
         for conv in ("paper", "official", "detached"):
             assert res[conv]["closed_form_err"] < 1e-12
         assert res["last_equal"]
@@ -146,16 +146,16 @@ def test_renewed_step_beats_kept_step_half_normal():
 
 
 def test_capture_restores_the_layers():
-    model, _, _ = renewal_effect.trained_model(True, 0, SMALL_RENEWAL)
-    xb, _ = renewal_effect.calibration_batch(4, 0)
-    with renewal_effect.capture(model) as st:
+    model, _, _ = fixture.trained_model(True, 0, SMALL_RENEWAL)
+    xb, _ = fixture.calibration_batch(4, 0)
+    with fixture.capture(model) as st:
         from refsnn.autograd.tensor import Tensor, no_grad
         with no_grad():
             model.eval()
             model(Tensor(xb))
             model.train()
     assert len(st) == 7 and all(v["x"].shape[0] == 4 for v in st.values())
-    assert all("forward" not in l.__dict__ and "_weight_op" not in l.__dict__ for _, l in renewal_effect.spiking(model))
+    assert all("forward" not in l.__dict__ and "_weight_op" not in l.__dict__ for _, l in fixture.spiking(model))
 
 
 def test_renewal_quick_run_passes_and_renewal_helps_after_a_drop():

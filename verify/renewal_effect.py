@@ -52,25 +52,22 @@ Training runs single-threaded (numba and BLAS) for reproducibility and speed.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
 import math
 import os
 
 import numpy as np
 from scipy import optimize
 
-from .common import (Result, cli_main, consistent, expected_sq_error, levelmap_round, md_table, quant_pos_round,
-                     quant_sym)
+from .common import Result, cli_main, consistent, expected_sq_error, levelmap_round, md_table, quant_pos_round
+from .fixture import TRAIN, single_thread, trained_model
+from .renewal_trained import network_after_drop, real_membranes, renew, training
 
 CLAIM = "Renewal (Alg. 1-2)"
-K_GRID, P_SCORE = 100, 2.4
 #: sizes of the two modes (``run(..., sizes=...)`` overrides entries, e.g. in the tests)
+#: (``pre`` and ``batch``: the training of the shared model, ``verify.fixture.TRAIN``)
 SIZES = {
-    "quick": dict(n_fit=10_000, n_mc=50_000, pre=60, post=8, seeds=2, drops=(2,), batch=48, mem_batch=16,
-                  calib=48),
-    "full": dict(n_fit=200_000, n_mc=1_000_000, pre=300, post=100, seeds=5, drops=(2, 1), batch=64, mem_batch=64,
+    "quick": dict(TRAIN["quick"], n_fit=10_000, n_mc=50_000, post=8, seeds=2, drops=(2,), mem_batch=16, calib=48),
+    "full": dict(TRAIN["full"], n_fit=200_000, n_mc=1_000_000, post=100, seeds=5, drops=(2, 1), mem_batch=64,
                  calib=64),
 }
 
@@ -79,181 +76,6 @@ def sizes_for(quick: bool, sizes: dict | None = None) -> dict:
     sz = dict(SIZES["quick" if quick else "full"])
     sz.update(sizes or {})
     return sz
-
-
-# --------------------------------------------------------------------------- #
-# one thread for numba and BLAS while training (reproducible, and on a shared
-# machine an order of magnitude faster for a model this small)
-# --------------------------------------------------------------------------- #
-def _openblas_handles():
-    out = []
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = sorted({ln.split()[-1] for ln in fh if "openblas" in ln.lower() and ".so" in ln})
-    except OSError:
-        return out
-    for p in paths:
-        try:
-            lib = ctypes.CDLL(p)
-        except OSError:
-            continue
-        for setn, getn in (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-                           ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-                           ("openblas_set_num_threads", "openblas_get_num_threads")):
-            if hasattr(lib, setn) and hasattr(lib, getn):
-                out.append((getattr(lib, setn), getattr(lib, getn)))
-                break
-    return out
-
-
-@contextlib.contextmanager
-def single_thread():
-    """numba and OpenBLAS limited to one thread inside the block, restored afterwards."""
-    import numba
-    nb = numba.get_num_threads()
-    numba.set_num_threads(1)
-    blas = []
-    try:
-        for setf, getf in _openblas_handles():
-            old = int(getf())
-            setf(1)
-            blas.append((setf, old))
-    except Exception:  # pragma: no cover - platform without a reachable OpenBLAS
-        pass
-    try:
-        yield
-    finally:
-        for setf, old in blas:
-            setf(old)
-        numba.set_num_threads(nb)
-
-
-# --------------------------------------------------------------------------- #
-# the tiny model on the digits
-# --------------------------------------------------------------------------- #
-@functools.lru_cache(maxsize=1)
-def digits():
-    from refsnn.data import load_digits
-    tr, te = load_digits("train"), load_digits("test")
-    return tr.x, tr.y, te.x, te.y
-
-
-def make_model(seed: int, convention: str = "paper"):
-    from refsnn.models import get_model
-    from refsnn.nn import SpikingConfig
-    cfg = SpikingConfig(learn_weight_bits=False, learn_spike_bits=False, learn_time=False, convention=convention)
-    return get_model("tiny_resnet", config=cfg, seed=seed)
-
-
-def make_optimizer(model):
-    from refsnn.optim import SGD, param_groups
-    return SGD(param_groups(model), momentum=0.9)
-
-
-def sgd_steps(model, opt, steps: int, rng, batch: int = 64):
-    """``steps`` SGD steps on random batches of the digits; returns the per-step cross-entropy."""
-    import refsnn.functional as F
-    from refsnn.autograd.tensor import Tensor
-    x, y, _, _ = digits()
-    model.train()
-    losses = []
-    for _ in range(steps):
-        idx = rng.choice(len(x), batch, replace=False)
-        logits = model(Tensor(x[idx]))
-        loss = F.cross_entropy(logits, y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.data))
-    return losses
-
-
-def evaluate(model):
-    """(test accuracy, test cross-entropy), eval mode (BN running statistics, no observers)."""
-    import refsnn.functional as F
-    from refsnn.autograd.tensor import Tensor, no_grad
-    _, _, xt, yt = digits()
-    model.eval()
-    with no_grad():
-        logits = model(Tensor(xt))
-    model.train()
-    return float(np.mean(np.argmax(logits.data, 1) == yt)), float(F.cross_entropy(logits, yt).data)
-
-
-@functools.lru_cache(maxsize=8)
-def _pretrained_cached(steps: int, seed: int, batch: int):
-    with single_thread():
-        model = make_model(seed)
-        opt = make_optimizer(model)
-        losses = sgd_steps(model, opt, steps, np.random.default_rng(1000 + seed), batch)
-        acc, ce = evaluate(model)
-    return model.state_dict(), opt.state_dict(), tuple(losses), acc, ce
-
-
-def pretrained(steps: int, seed: int = 0, batch: int = 64):
-    """(model, optimizer, info) after ``steps`` SGD steps (batches of ``batch``) at W/S/T = 4/4/2, widths
-    frozen, seed-determined (cached per process: the modules of one run share it)."""
-    sd, osd, losses, acc, ce = _pretrained_cached(int(steps), int(seed), int(batch))
-    model = make_model(seed)
-    model.load_state_dict(sd)
-    opt = make_optimizer(model)
-    opt.load_state_dict(osd)
-    return model, opt, {"steps": steps, "batch": batch, "losses": list(losses), "acc": acc, "ce": ce}
-
-
-def trained_model(quick: bool, seed: int = 0, sizes: dict | None = None):
-    """The trained tiny model of this mode (shared with ``verify.time_flow``)."""
-    sz = sizes_for(quick, sizes)
-    return pretrained(sz["pre"], seed, sz["batch"])
-
-
-def spiking(model):
-    from refsnn.nn import spiking_layers
-    return [(n, l) for n, l in spiking_layers(model) if l.config.input_neuron]
-
-
-@contextlib.contextmanager
-def capture(model, grads: bool = False):
-    """Record, per spiking layer, its analog input ``x`` (the neuron's current I) and, with
-    ``grads``, the gradient dL/dy reaching the neuron's squeezed output (via an identity op
-    on the tape between the neuron and the weight op). Yields the dict {name: {...}}."""
-    from refsnn.autograd.tensor import primitive
-    store: dict = {}
-
-    @primitive
-    def _tap(ctx, y, *, key):
-        return y.copy()
-
-    @_tap.defvjp
-    def _tap_vjp(ctx, g):
-        store[ctx.kwargs["key"]]["gy"] = np.array(g, copy=True)
-        return (g,)
-
-    layers = spiking(model)
-    for name, layer in layers:
-        cls = type(layer)
-
-        def fwd(x, _l=layer, _n=name, _c=cls):
-            store[_n] = {"x": np.array(x.data if hasattr(x, "data") else x, copy=True)}
-            return _c.forward(_l, x)
-
-        def wop(y, wq, _l=layer, _n=name, _c=cls):
-            return _c._weight_op(_l, _tap(y, key=_n) if grads else y, wq)
-        object.__setattr__(layer, "forward", fwd)
-        object.__setattr__(layer, "_weight_op", wop)
-    try:
-        yield store
-    finally:
-        for _, layer in layers:
-            for attr in ("forward", "_weight_op"):
-                if attr in layer.__dict__:
-                    object.__delattr__(layer, attr)
-
-
-def calibration_batch(n: int = 256, seed: int = 0):
-    x, y, _, _ = digits()
-    idx = np.sort(np.random.default_rng(7000 + seed).choice(len(x), n, replace=False))
-    return x[idx], y[idx]
 
 
 # --------------------------------------------------------------------------- #
@@ -273,18 +95,6 @@ def optimal_step(b: int, sigma: float = 1.0) -> tuple:
     r = optimize.minimize_scalar(lambda s: mse_exact(s, b, sigma), bounds=(lo, hi), method="bounded",
                                  options={"xatol": 1e-10})
     return float(r.x), float(r.fun)
-
-
-def renew(X, b_new: int, b_old: int, v_rmin=math.inf, v_rmax=-math.inf, symmetric=False):
-    """The observer of Alg. 1 on data X at the new width (positive or symmetric grid)."""
-    from refsnn.method.renewal import observe
-    if symmetric:
-        q = 1 if b_new == 1 else 2 ** (b_new - 1) - 1
-        q_min, q_max = -q, q
-    else:
-        q_min, q_max = 0, 2 ** b_new - 1
-    return observe(X, b_new, b_old, v_rmin, v_rmax, q_min, q_max, K=K_GRID, p=P_SCORE, symmetric=symmetric,
-                   formula="paper")
 
 
 def half_normal(sz: dict, seed: int):
@@ -317,126 +127,6 @@ def half_normal(sz: dict, seed: int):
     return {"rows": rows, "n_fit": n_fit, "n_mc": n_mc}
 
 
-# --------------------------------------------------------------------------- #
-# (b) real membrane potentials and the network right after a drop
-# --------------------------------------------------------------------------- #
-def layer_inputs(model, xb):
-    """{layer: (layer, I)}: the analog input current of every spiking layer in a train-mode
-    forward of the batch xb (as the observers see it); the model's state is restored."""
-    from refsnn.autograd.tensor import Tensor, no_grad
-    sd = model.state_dict()
-    model.train()
-    with capture(model) as st, no_grad():
-        model(Tensor(xb))
-    model.load_state_dict(sd)  # BN running statistics back
-    return {name: (layer, st[name]["x"]) for name, layer in spiking(model)}
-
-
-def quant_mse(v, s, b, domain):
-    q = quant_sym(v, s, b) if domain == "bidirectional" else quant_pos_round(v, s, b)
-    return float(np.mean((v - q) ** 2))
-
-
-def best_step_grid(v, b, domain, n=100):
-    """The MSE-optimal step on a grid of n ranges (reference for the renewed step)."""
-    R = float(np.max(np.abs(v))) if domain == "bidirectional" else float(np.max(v))
-    q = (1 if b == 1 else 2 ** (b - 1) - 1) if domain == "bidirectional" else 2 ** b - 1
-    steps = np.linspace(R / n, R, n) / q
-    m = [quant_mse(v, s, b, domain) for s in steps]
-    i = int(np.argmin(m))
-    return float(steps[i]), float(m[i])
-
-
-def real_membranes(model, seed: int, batch: int = 64):
-    """Per layer and b' = 3, 2, 1 (from 4 bits): the neuron run with the kept thresholds and with the
-    thresholds renewed step after step as the layer's observers do (v^2 depends on the renewed V^1)."""
-    from refsnn.kernels.neuron import neuron_forward
-    xb, _ = calibration_batch(batch, seed)
-    rows = []
-    for name, (layer, I) in layer_inputs(model, xb).items():
-        c = layer.config
-        T = layer.width_values()[2]
-        V0 = np.ascontiguousarray(layer.threshold.data.copy())
-        sym = c.domain == "bidirectional"
-        for bp in (3, 2, 1):
-            B = np.full(len(V0), bp, dtype=np.int64)
-            Vr = V0.copy()
-            for t in range(T):  # Alg. 1 per step, in order, on v^t under the already renewed earlier steps
-                _, v = neuron_forward(I, Vr, B, t + 1, domain=c.domain)
-                res = renew(v[t].ravel(), bp, 4, symmetric=sym)
-                if res.fired:
-                    Vr[t] = max(res.step, 1e-5)
-            for arm, V in (("kept", V0), ("renewed", Vr)):
-                y, v = neuron_forward(I, V, B, T, domain=c.domain)
-                for t in range(T):
-                    vt = v[t].ravel()
-                    row = {"layer": name, "t": t + 1, "domain": c.domain, "bp": bp, "arm": arm, "s": float(V[t]),
-                           "mse": quant_mse(vt, float(V[t]), bp, c.domain),
-                           "mse_y": float(np.mean((y - I) ** 2))}
-                    if arm == "renewed":
-                        row["s_best"], row["mse_best"] = best_step_grid(vt, bp, c.domain)
-                    rows.append(row)
-    # one row per (layer, t, b'): kept next to renewed
-    out = []
-    for r in rows:
-        if r["arm"] != "kept":
-            continue
-        key = (r["layer"], r["t"], r["bp"])
-        n = [q for q in rows if q["arm"] == "renewed" and (q["layer"], q["t"], q["bp"]) == key][0]
-        out.append({"layer": r["layer"], "t": r["t"], "domain": r["domain"], "bp": r["bp"], "s_kept": r["s"],
-                    "mse_kept": r["mse"], "s_renewed": n["s"], "mse_renewed": n["mse"], "s_best": n["s_best"],
-                    "mse_best": n["mse_best"], "mse_y_kept": r["mse_y"], "mse_y_renewed": n["mse_y"]})
-    return out
-
-
-def network_after_drop(model, seed: int, batch: int = 64):
-    """Test accuracy / CE right after every spike width drops 4 -> b', kept vs renewed thresholds."""
-    from refsnn.autograd.tensor import Tensor, no_grad
-    sd = model.state_dict()
-    xb, _ = calibration_batch(batch, seed)
-    out = {"before": evaluate(model)}
-    for bp in (3, 2, 1):
-        model.load_state_dict(sd)
-        for _, layer in spiking(model):
-            layer.spike_width.data[...] = bp
-        out[(bp, "kept")] = evaluate(model)
-        model.train()
-        with no_grad():
-            model(Tensor(xb))  # the observers fire (Alg. 1): thresholds renewed layer by layer
-        renewed = {n: l.threshold.data.copy() for n, l in spiking(model)}
-        model.load_state_dict(sd)  # BN running statistics and observers back
-        for n, layer in spiking(model):
-            layer.spike_width.data[...] = bp
-            layer.threshold.data[...] = renewed[n]
-        out[(bp, "renewed")] = evaluate(model)
-    model.load_state_dict(sd)
-    return out
-
-
-# --------------------------------------------------------------------------- #
-# (c) training through a drop, renewal on / off
-# --------------------------------------------------------------------------- #
-def drop_run(pre_steps: int, post_steps: int, seed: int, bp: int, batch: int = 64):
-    out = {}
-    for arm in ("on", "off"):
-        model, opt, info = pretrained(pre_steps, seed, batch)
-        for _, layer in spiking(model):
-            layer.spike_width.data[...] = bp
-            layer.renew_spike[...] = arm == "on"
-        with single_thread():
-            losses = sgd_steps(model, opt, post_steps, np.random.default_rng(5000 + seed), batch)
-            acc, ce = evaluate(model)
-        out[arm] = {"losses": losses, "acc": acc, "ce": ce}
-    out["pre"] = {"acc": info["acc"], "ce": info["ce"], "losses": info["losses"]}
-    return out
-
-
-def training(sz: dict, seed: int):
-    seeds = [seed + k for k in range(sz["seeds"])]
-    runs = {bp: [drop_run(sz["pre"], sz["post"], s, bp, sz["batch"]) for s in seeds] for bp in sz["drops"]}
-    return {"seeds": seeds, "pre": sz["pre"], "post": sz["post"], "batch": sz["batch"], "runs": runs}
-
-
 def _ms(v):
     v = np.asarray(v, dtype=float)
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
@@ -451,16 +141,19 @@ def _paired(a, b):
 def run(quick: bool, seed: int = 0, sizes: dict | None = None) -> list[Result]:
     sz = sizes_for(quick, sizes)
     hn = half_normal(sz, seed)
-    rows = hn["rows"]
-    pre = sz["pre"]
     model, _, info = trained_model(quick, seed, sizes)
     with single_thread():
         real = real_membranes(model, seed, sz["mem_batch"])
         net = network_after_drop(model, seed, sz["calib"])
     tr = training(sz, seed)
-    out = []
+    return (claims_half_normal(hn) + [claim_membranes(real, sz, info), claim_network(net)]
+            + claims_training(tr))
 
-    # (a)
+
+def claims_half_normal(hn) -> list[Result]:
+    """(a) half-normal data: the renewed step against the kept one, for a fresh observer and with Eq. 24."""
+    rows = hn["rows"]
+    out = []
     better = [r for r in rows if r["mse_fresh"] < r["mse_kept"]]
     ratio = [r["mse_kept"] / r["mse_fresh"] for r in rows]
     near = max(r["mse_fresh"] / r["mse_opt"] for r in rows)
@@ -488,15 +181,19 @@ def run(quick: bool, seed: int = 0, sizes: dict | None = None) -> list[Result]:
         + ("still better than the kept step in every pair." if min(ck) > 1 else
            f"not always better than the kept step (min ratio {min(ck):.2f})."),
         mc_ok, {}))
+    return out
 
-    # (b)
+
+def claim_membranes(real, sz, info) -> Result:
+    """(b) the membrane potentials of the trained tiny_resnet: per-step MSE, kept vs renewed thresholds."""
+    pre = sz["pre"]
     nb = sum(r["mse_renewed"] < r["mse_kept"] for r in real)
     near_b = float(np.median([r["mse_renewed"] / r["mse_best"] for r in real]))
     by_bp = {bp: float(np.median([r["mse_kept"] / r["mse_renewed"] for r in real if r["bp"] == bp]))
              for bp in (3, 2, 1)}
     ly = {(r["layer"], r["bp"]): r for r in real}
     ny = sum(r["mse_y_renewed"] < r["mse_y_kept"] for r in ly.values())
-    out.append(Result(
+    return Result(
         f"{CLAIM}: membrane potentials of a trained tiny_resnet",
         f"{len({r['layer'] for r in real})} layers x T=2 steps x b'=3,2,1 from 4 bits, batch of "
         f"{sz['mem_batch']}; model {pre} SGD steps (batch {sz['batch']}), test acc {100 * info['acc']:.1f}%",
@@ -509,12 +206,16 @@ def run(quick: bool, seed: int = 0, sizes: dict | None = None) -> list[Result]:
         f"On real membrane potentials the renewed steps lower the per-step quantization MSE in {nb} of {len(real)} "
         f"layer-steps (median factor {by_bp[2]:.1f} at b'=2) and the error of the squeezed output in {ny} of "
         f"{len(ly)} layer-widths.",
-        nb >= 0.8 * len(real), {"real": real}))
+        nb >= 0.8 * len(real), {"real": real})
+
+
+def claim_network(net) -> Result:
+    """(b) the whole network right after every spike width drops, kept vs renewed thresholds."""
     acc0 = net["before"][0]
     cells = ", ".join(f"b'={bp}: kept {100 * net[(bp, 'kept')][0]:.1f}% / renewed {100 * net[(bp, 'renewed')][0]:.1f}%"
                       for bp in (3, 2, 1))
     win = [bp for bp in (3, 2, 1) if net[(bp, "renewed")][1] < net[(bp, "kept")][1]]
-    out.append(Result(
+    return Result(
         f"{CLAIM}: network right after the drop", "test set, no update after the drop; all layers 4 -> b'",
         f"test acc before {100 * acc0:.1f}%; {cells}",
         "holds" if len(win) == 3 else "mixed",
@@ -522,9 +223,12 @@ def run(quick: bool, seed: int = 0, sizes: dict | None = None) -> list[Result]:
         "than the kept ones for b' = " + ", ".join(map(str, win) or ["none"])
         + ("" if len(win) == 3 else "; for the other widths the kept thresholds are better (renewal re-fits each "
            "layer's range, which shifts the statistics the following BN layers were trained on)") + ".",
-        True, {"net": {str(k): v for k, v in net.items()}}))
+        True, {"net": {str(k): v for k, v in net.items()}})
 
-    # (c)
+
+def claims_training(tr) -> list[Result]:
+    """(c) training through a drop, renewal on and off."""
+    out = []
     for bp, runs in tr["runs"].items():
         first_on = [r["on"]["losses"][0] for r in runs]
         first_off = [r["off"]["losses"][0] for r in runs]
