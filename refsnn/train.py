@@ -136,7 +136,7 @@ class Trainer:
         self.schedule = build_schedule(cfg, self.optimizer, len(self.loader))
         self.targets = Targets(cfg.regulate.W, cfg.regulate.S, cfg.regulate.T)
         self.penalties = Penalties(cfg.regulate.lam_w, cfg.regulate.lam_s, cfg.regulate.lam_T)
-        self.regulate = cfg.regulate.enabled and any(_has_learnable_width(l) for _, l in self.layers)
+        self.regulate = cfg.regulate.enabled and any(l.has_learnable_width for _, l in self.layers)
         self.epoch = 0                 # epochs completed
         self.history: list = []        # one record per completed epoch
         self.progress = Progress(progress or cfg.progress, stream)
@@ -311,11 +311,6 @@ class Trainer:
         tr = cls(cfg, progress=progress, stream=stream)
         restore(tr, ck)
         return tr
-
-
-def _has_learnable_width(layer) -> bool:
-    c = layer.config
-    return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
 
 
 def train(config: TrainConfig, resume=None, progress: str | None = None, stream=None, until: int | None = None):

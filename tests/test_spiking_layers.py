@@ -11,7 +11,7 @@ import refsnn.functional as F
 from refsnn.kernels import neuron as kn
 from refsnn.kernels import quant as kq
 from refsnn.method import regulate
-from refsnn.method.conventions import OFFICIAL, PAPER
+from refsnn.method.conventions import OFFICIAL, PAPER, get_convention
 from refsnn.method.neuron import spiking_neuron
 from refsnn.method.weight_quant import quantize_weight
 from refsnn.nn import SpikingConfig, SpikingConv2d, SpikingLinear
@@ -29,7 +29,7 @@ def test_neuron_op_wiring(convention):
     v_th = refsnn.tensor([0.3, 0.5, 0.4], requires_grad=True)
     bits = refsnn.tensor([2.0, 3.0, 1.0], requires_grad=True)
     T = refsnn.tensor(2.0, requires_grad=True)
-    y = spiking_neuron(I, v_th, bits, T, convention=convention)
+    y = spiking_neuron(I, v_th, bits, T, convention=get_convention(convention))
     g = np.random.default_rng(1).standard_normal(y.shape)
     y.backward(g)
     c = OFFICIAL if convention == "official" else PAPER
@@ -193,6 +193,7 @@ def test_regulating_loss_gradient_in_proportion_to_element_share():
 
 # -- conventions, one row at a time ------------------------------------------------------------
 def _run(conv, T=2, tau=1.0, B=(2, 2, 2), seed=0):
+    conv = get_convention(conv)
     I = rand((40,), seed=seed, positive=True)
     I.data[...] *= 2
     v_th = refsnn.tensor([0.4, 0.5, 0.3], requires_grad=True)

@@ -156,6 +156,8 @@ def test_capture_restores_the_layers():
             model.train()
     assert len(st) == 7 and all(v["x"].shape[0] == 4 for v in st.values())
     assert all("forward" not in l.__dict__ and "_weight_op" not in l.__dict__ for _, l in fixture.spiking(model))
+    # the hooks are removed on exit
+    assert all(not l._forward_hooks and not l.squeezed._forward_hooks for _, l in fixture.spiking(model))
 
 
 def test_renewal_quick_run_passes_and_renewal_helps_after_a_drop():

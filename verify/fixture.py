@@ -157,8 +157,9 @@ def spiking(model):
 @contextlib.contextmanager
 def capture(model, grads: bool = False):
     """Record, per spiking layer, its analog input ``x`` (the neuron's current I) and, with
-    ``grads``, the gradient dL/dy reaching the neuron's squeezed output (via an identity op
-    on the tape between the neuron and the weight op). Yields the dict {name: {...}}."""
+    ``grads``, the gradient dL/dy reaching the neuron's squeezed output (a forward hook on the
+    layer's ``squeezed`` point puts an identity op on the tape between the neuron and the weight
+    op). Yields the dict {name: {...}}; the hooks are removed on exit."""
     from refsnn.autograd.tensor import primitive
     store: dict = {}
 
@@ -171,25 +172,20 @@ def capture(model, grads: bool = False):
         store[ctx.kwargs["key"]]["gy"] = np.array(g, copy=True)
         return (g,)
 
+    def keep_input(layer, args, out):
+        store[names[id(layer)]] = {"x": np.array(args[0].data if hasattr(args[0], "data") else args[0], copy=True)}
+
     layers = spiking(model)
-    for name, layer in layers:
-        cls = type(layer)
-
-        def fwd(x, _l=layer, _n=name, _c=cls):
-            store[_n] = {"x": np.array(x.data if hasattr(x, "data") else x, copy=True)}
-            return _c.forward(_l, x)
-
-        def wop(y, wq, _l=layer, _n=name, _c=cls):
-            return _c._weight_op(_l, _tap(y, key=_n) if grads else y, wq)
-        object.__setattr__(layer, "forward", fwd)
-        object.__setattr__(layer, "_weight_op", wop)
+    names = {id(layer): name for name, layer in layers}
+    handles = [layer.register_forward_hook(keep_input) for _, layer in layers]
+    if grads:
+        handles += [layer.squeezed.register_forward_hook(lambda m, args, y, _n=name: _tap(y, key=_n))
+                    for name, layer in layers]
     try:
         yield store
     finally:
-        for _, layer in layers:
-            for attr in ("forward", "_weight_op"):
-                if attr in layer.__dict__:
-                    object.__delattr__(layer, attr)
+        for h in handles:
+            h.remove()
 
 
 def calibration_batch(n: int = 256, seed: int = 0):

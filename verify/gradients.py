@@ -78,6 +78,13 @@ CLAIM = "Gradients (METHOD.md 6)"
 # The library, through its tape ops
 # --------------------------------------------------------------------------- #
 def _conv(name):
+    """The convention of the independent reading (its flags, from the library's table)."""
+    from refsnn.method.conventions import get_convention
+    return get_convention(name)
+
+
+def _lib_conv(name):
+    """The Convention object the library's tape ops take."""
     from refsnn.method.conventions import get_convention
     return get_convention(name)
 
@@ -90,7 +97,8 @@ def lib_neuron(I, V, B, T, r, *, domain, rounding, tau, convention, impl="numba"
     tV = Tensor(V.copy(), requires_grad=True)
     tB = Tensor(B.astype(np.float64), requires_grad=True)
     tT = Tensor(np.array(float(T)), requires_grad=True)
-    y = spiking_neuron(tI, tV, tB, tT, domain=domain, rounding=rounding, tau=tau, convention=convention, impl=impl)
+    y = spiking_neuron(tI, tV, tB, tT, domain=domain, rounding=rounding, tau=tau, convention=_lib_conv(convention),
+                       impl=impl)
     y.backward(r)
     return y.data, tI.grad, tV.grad, tB.grad, float(tT.grad)
 
@@ -102,7 +110,7 @@ def lib_weight(w, S, B, r, *, convention, impl="numba"):
     tw = Tensor(w.copy(), requires_grad=True)
     tS = Tensor(np.array(S, dtype=np.float64), requires_grad=True)
     tB = Tensor(np.array(float(B)), requires_grad=True)
-    wq = quantize_weight(tw, tS, tB, convention=convention, impl=impl)
+    wq = quantize_weight(tw, tS, tB, convention=_lib_conv(convention), impl=impl)
     wq.backward(r)
     return wq.data, tw.grad, tS.grad, float(tB.grad)
 
@@ -201,7 +209,7 @@ def clipped_true_derivative(rng, domain, convention, impl="numba"):
     def L(v):
         with no_grad():
             return float(np.sum(r * spiking_neuron(I, np.concatenate([v, V[1:]]), B.astype(float), np.array(1.0),
-                                                   domain=domain, convention=convention, impl=impl).data))
+                                                   domain=domain, convention=_lib_conv(convention), impl=impl).data))
     return rel_err(gV[:1] / g, fd_vector(L, V[:1])), int(mask.sum())
 
 
@@ -238,7 +246,7 @@ def weight_case(rng, B, per_channel, shape, convention, impl="numba"):
 
         def L2(s):
             with no_grad():
-                return float(np.sum(r2 * quantize_weight(w, s, np.array(float(B)), convention=convention,
+                return float(np.sum(r2 * quantize_weight(w, s, np.array(float(B)), convention=_lib_conv(convention),
                                                          impl=impl).data))
         out["true step (clipped)"] = rel_err(gS2 / g, fd_vector(L2, S))
     return out, value_err

@@ -76,7 +76,7 @@ def check_float_dtype(dtype, what: str = "dtype") -> np.dtype:
     return dt
 
 
-def _as_array(data, dtype) -> np.ndarray:
+def as_array(data, dtype) -> np.ndarray:
     if dtype is not None:
         dt = check_float_dtype(dtype)
         return np.array(data, dtype=dt)  # copy: a tensor owns its data
@@ -230,7 +230,7 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     """
     if isinstance(data, Tensor):
         data = data.data
-    return Tensor(_as_array(data, dtype), requires_grad=requires_grad)
+    return Tensor(as_array(data, dtype), requires_grad=requires_grad)
 
 
 # ---------------------------------------------------------------------------

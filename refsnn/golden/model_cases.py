@@ -101,9 +101,8 @@ def make_regulate(seed) -> list:
 
 
 def _counted(layer) -> bool:
-    """Whether a layer enters the averages of Eq. 21 (refsnn.method.regulate: some width of it is learnable)."""
-    from ..method.regulate import _learnable
-    return bool(_learnable(layer))
+    """Whether a layer enters the averages of Eq. 21 (the layer protocol: some width of it is learnable)."""
+    return bool(layer.has_learnable_width)
 
 
 def compute_regulate(p, a):

@@ -7,9 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd.tensor import Tensor, no_grad
-from ..kernels import neuron as _kn
-from ..method.conventions import get_convention
-from ..method.neuron import ROUNDINGS, spike_grid, spiking_neuron
+from ..method.neuron import ROUNDINGS, emitted_spikes, membrane_potentials, spike_grid, spiking_neuron
 from ..method.parametrize import parametrized_width, width_value
 from ..method.renewal import grid_search, observe
 from ..method.weight_quant import quantize_weight, weight_grid
@@ -125,10 +123,11 @@ def make_neurons(seed) -> list:
     return cases
 
 
-def _spikes(x, V, B, T, domain, shift, tau, reset_decay):
+def _spikes(x, V, B, T, domain, rounding, tau, convention):
     """(v, S): membrane (T, ...) and integer spikes (T, ...) by the kernel's NumPy twin (Eq. 13-15)."""
-    _, v = _kn.neuron_forward(x, V, B, T, domain=domain, shift=shift, tau=tau, reset_decay=reset_decay, impl="numpy")
-    S = np.stack([_kn.emit_numpy(v[t] / V[t], int(B[t]), domain, v.dtype.type(shift)) for t in range(T)])
+    v = membrane_potentials(x, V, B, T, domain=domain, rounding=rounding, tau=tau, convention=convention,
+                            impl="numpy")
+    S = np.stack([emitted_spikes(v[t] / V[t], B[t], domain=domain, rounding=rounding) for t in range(T)])
     return v, i64(S)
 
 
@@ -146,8 +145,7 @@ def compute_neuron(p, a):
                        convention=p["convention"])
     y.backward(a["grad_output.y"])
     Bi, Ti = i64(B.data), int(T.data)
-    v, S = _spikes(x.data, V.data, Bi, Ti, p["domain"], p["shift"], float(p["tau"]),
-                   get_convention(p["convention"]).reset_decay)
+    v, S = _spikes(x.data, V.data, Bi, Ti, p["domain"], p["rounding"], float(p["tau"]), p["convention"])
     return {"output.y": y.data, "output.v": v, "output.S": S, "output.B_s": Bi, "output.T": i64(Ti),
             "grad.x": x.grad, "grad.v_th": vth.grad, "grad.width_param": bhat.grad, "grad.T_param": that.grad}
 
@@ -247,8 +245,7 @@ def compute_spiking_layer(p, a):
                            convention=c.convention)
         wq = quantize_weight(layer.weight.data, layer.weight_step.data, B_w.data, convention=c.convention)
     Bi, Ti = i64(B_s.data), int(T.data)
-    v, S = _spikes(x.data, V, Bi, Ti, c.domain, ROUNDINGS[c.rounding], float(c.tau),
-                   get_convention(c.convention).reset_decay)
+    v, S = _spikes(x.data, V, Bi, Ti, c.domain, c.rounding, float(c.tau), c.convention)
     out.update({"output.y": y.data, "output.v": v, "output.S": S, "output.w_q": wq.data,
                 "output.B_w": i64(B_w.data), "output.B_s": Bi, "output.T": i64(Ti)})
     return out
@@ -343,7 +340,7 @@ def make_observers(seed) -> list:
 
 
 def compute_observer(p, a):
-    formula = get_convention(p["convention"]).renewal_formula
+    formula = p["convention"].renewal_formula
     b_old, v_rmin, v_rmax = int(a["input.b_old0"]), float(a["input.v_rmin0"]), float(a["input.v_rmax0"])
     rows = {k: [] for k in ("fired", "step", "b_old", "v_rmin", "v_rmax", "q_min", "q_max")}
     for X, B in zip(a["input.X"], a["input.B"]):

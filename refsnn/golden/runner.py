@@ -11,6 +11,7 @@ import fnmatch
 
 import numpy as np
 
+from ..method.conventions import Convention, get_convention
 from . import model_cases as M
 from . import op_cases as O
 from .store import GoldenError
@@ -47,13 +48,20 @@ def cast_inputs(arrays: dict, dtype, float64_arrays) -> dict:
     return out
 
 
+def convention_of(name) -> Convention:
+    """A golden set's convention, named in its manifest and in the case parameters -> the Convention object
+    (the golden sets' one boundary for names; the layers resolve theirs in ``SpikingConfig``)."""
+    return get_convention(name)
+
+
 def run_case(kind: str, params: dict, inputs: dict, dtype, float64_arrays=()) -> dict:
     """Compute a case with refsnn: its ``output.*`` and ``grad.*`` arrays, in the set's dtype."""
     if kind not in COMPUTE:
         raise GoldenError(f"unknown case kind {kind!r}; this refsnn knows {sorted(COMPUTE)}")
     arrays = cast_inputs({k: v for k, v in inputs.items() if k.split(".", 1)[0] in INPUT_PREFIXES},
                           np.dtype(dtype), float64_arrays)
-    res = COMPUTE[kind](params, arrays)
+    # the case's convention by name (as in the manifest) -> the Convention the method functions take
+    res = COMPUTE[kind](dict(params, convention=convention_of(params["convention"])), arrays)
     out = {}
     for k, v in res.items():
         if v is None:

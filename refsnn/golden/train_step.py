@@ -23,9 +23,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd.tensor import Tensor, no_grad
 from ..data import load_digits
-from ..kernels import neuron as _kn
-from ..method.conventions import get_convention
-from ..method.neuron import ROUNDINGS, spike_grid
+from ..method.neuron import emitted_spikes, membrane_potentials, spike_grid
 from ..method.parametrize import width_value
 from ..method.regulate import Penalties, Targets, regulating_loss
 from ..method.weight_quant import weight_grid
@@ -109,10 +107,9 @@ def _capture(model, relu=False) -> dict:
         if not (isinstance(m, ReLU) or name in dict(spiking_layers(model))):
             continue
 
-        def fwd(x, _orig=m.forward, _name=name):
-            acts[_name] = np.array(x.data if isinstance(x, Tensor) else x)
-            return _orig(x)
-        object.__setattr__(m, "forward", fwd)
+        def keep(module, args, out, _name=name):
+            acts[_name] = np.array(args[0].data if isinstance(args[0], Tensor) else args[0])
+        m.register_forward_hook(keep)
     return acts
 
 
@@ -131,7 +128,6 @@ def record(p, seed, dt=np.float64) -> dict:
     model.train()
     with no_grad():
         model(Tensor(x.astype(dt)))
-    c = get_convention(p["convention"])
     out = {}
     spiking = dict(spiking_layers(model))
     for name, l in spiking.items():
@@ -140,14 +136,13 @@ def record(p, seed, dt=np.float64) -> dict:
         B_w, _, T = l.width_values()
         V = np.asarray(l.thresholds().data, np.float64)
         bits = np.broadcast_to(width_value(l.spike_width, cfg.spike_bound), (cfg.time_bound,)).astype(np.int64)
-        shift = ROUNDINGS[cfg.rounding]
-        _, v = _kn.neuron_forward(a, V, bits, T, domain=cfg.domain, shift=shift, tau=cfg.tau,
-                                  reset_decay=c.reset_decay, impl="numpy")
+        v = membrane_potentials(a, V, bits, T, domain=cfg.domain, rounding=cfg.rounding, tau=cfg.tau,
+                                convention=cfg.convention, impl="numpy")
         u = v / V[:T].reshape((-1,) + (1,) * a.ndim)
         dist = D.spike_distance(u, a, bits, cfg.domain)
         for t in range(T):
             lo, hi = spike_grid(int(bits[t]), cfg.domain)
-            dec = np.concatenate([_kn.emit_numpy(u[t], int(bits[t]), cfg.domain, shift).ravel(),
+            dec = np.concatenate([emitted_spikes(u[t], bits[t], domain=cfg.domain, rounding=cfg.rounding).ravel(),
                                   ((u[t] >= lo) & (u[t] <= hi)).ravel()])
             out[f"spike:{name}:{t}"] = (u[t].ravel(), dist[t].ravel(), dec)
         q_min, q_max = weight_grid(B_w)

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..method.conventions import get_convention
 from . import draw as D
-from .runner import CONVENTIONS, DEFAULT_SEED, DTYPES, cast_inputs, make_cases, run_case
+from .runner import CONVENTIONS, DEFAULT_SEED, DTYPES, cast_inputs, convention_of, make_cases, run_case
 from .store import (MANIFEST, SCHEMA, GoldenError, json_text, load_manifest, npz_bytes, sha256_file,
                     write_bytes_if_changed)
 from .train_step import MIN_RATIO
@@ -129,7 +128,7 @@ def write_golden(directory, conventions=CONVENTIONS, dtypes=DTYPES, seed: int = 
     out = out or sys.stdout
     directory = Path(directory)
     for c in conventions:
-        get_convention(c)
+        convention_of(c)
     for d in dtypes:
         if d not in DTYPES:
             raise GoldenError(f"dtype must be one of {DTYPES}, got {d!r}")
@@ -168,7 +167,7 @@ def write_golden(directory, conventions=CONVENTIONS, dtypes=DTYPES, seed: int = 
         for dt in dtypes:
             d = dirs[(conv, dt)]
             _remove_stale(d, {e["file"] for e in entries[dt]})
-            c = get_convention(conv)
+            c = convention_of(conv)
             manifest = {"schema": SCHEMA, "refsnn_version": __version__, "convention": conv, "dtype": dt,
                         "seed": int(seed),
                         "convention_flags": {"C1_bit_grad_lsq": c.bit_grad_lsq, "C2_one_bit_factor": c.one_bit_factor,

@@ -13,6 +13,8 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 IMPLS = ("numba", "numpy")
+#: largest bit width of a spike or weight quantizer: 2^B - 1 must be an exact float32 integer.
+MAX_BITS = 24
 
 
 def check_impl(impl) -> str:
@@ -42,13 +44,16 @@ def pair(value, name: str, *, minimum: int) -> tuple[int, int]:
     return int(items[0]), int(items[1])
 
 
-def float_array(a, name: str, ndim: int = 4) -> np.ndarray:
-    """Check that ``a`` is a float32/float64 ndarray with ``ndim`` dimensions."""
+def float_array(a, name: str, ndim: int | None = 4, *, nonempty: bool = False) -> np.ndarray:
+    """Check that ``a`` is a float32/float64 ndarray with ``ndim`` dimensions (any number if ``None``),
+    and with at least one element if ``nonempty``."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    if a.ndim != ndim:
+    if nonempty and a.size == 0:
+        raise ValueError(f"{name} must have at least one element, got shape {a.shape}")
+    if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got a {a.ndim}-D array of shape {a.shape}")
     return a
 

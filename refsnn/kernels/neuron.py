@@ -62,7 +62,7 @@ from numba import njit, prange
 
 from refsnn.kernels import _checks as chk
 from refsnn.kernels.neuron_grad import neuron_backward
-from refsnn.kernels.spike import (BLOCK, DOMAINS, MAX_BITS, SHIFTS, check_common, check_finite, check_float,
+from refsnn.kernels.spike import (BLOCK, DOMAINS, MAX_BITS, SHIFTS, check_common, check_finite,
                                   count_nonfinite, emit, emit_numpy, spike_levels, step_constants)
 
 __all__ = ["neuron_forward", "neuron_backward", "spike_levels", "emit_numpy", "DOMAINS", "SHIFTS", "MAX_BITS",
@@ -184,7 +184,7 @@ def neuron_forward(
         needed by :func:`neuron_backward` and by the renewal observer (Alg. 1).
     """
     impl = chk.check_impl(impl)
-    I = check_float(I, "I")
+    I = chk.float_array(I, "I", None, nonempty=True)
     T, B, shift, tau = check_common(v_th, bits, T, domain, shift, tau, I.dtype, "I")
     reset_decay = bool(reset_decay)
     dt = I.dtype.type

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from refsnn.kernels import _checks as chk
-from refsnn.kernels.spike import (BLOCK, LN2, check_common, check_finite, check_float, count_nonfinite, emit,
+from refsnn.kernels.spike import (BLOCK, LN2, check_common, check_finite, count_nonfinite, emit,
                                   emit_numpy, spike_levels, step_constants)
 
 __all__ = ["neuron_backward"]
@@ -242,9 +242,9 @@ def neuron_backward(
         whole tensor at one step, batch included: our **Decision**).
     """
     impl = chk.check_impl(impl)
-    gy = check_float(gy, "gy")
+    gy = chk.float_array(gy, "gy", None, nonempty=True)
     T, B, shift, tau = check_common(v_th, bits, T, domain, shift, tau, gy.dtype, "gy")
-    v = check_float(v, "v")
+    v = chk.float_array(v, "v", None, nonempty=True)
     chk.same_dtype(gy, "gy", v, "v")
     chk.expect_shape(v, "v", (T,) + gy.shape, "(T, *gy.shape), as returned by neuron_forward")
     if isinstance(one_bit_factor, (bool, np.bool_)) or not isinstance(one_bit_factor, numbers.Real) \

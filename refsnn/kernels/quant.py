@@ -42,8 +42,7 @@ __all__ = ["weight_quant_forward", "weight_quant_backward", "weight_levels", "EP
 LN2 = math.log(2.0)
 #: lower bound of the step size in the forward pass (METHOD.md section 3)
 EPS = 1e-5
-#: largest weight bit width (2^{B-1} - 1 must be an exact float32 integer)
-MAX_BITS = 24
+MAX_BITS = chk.MAX_BITS
 
 
 def weight_levels(B: int) -> tuple[int, int]:
@@ -62,20 +61,13 @@ def weight_levels(B: int) -> tuple[int, int]:
 _check_finite = chk.check_finite
 
 
-def _check_float(a, name: str) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in chk.FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    return a
-
 
 def _check_args(w, step, bits, w_name="w"):
     """Validate; return (C, M, B): C steps, M elements per step, B the python-int width."""
-    w = _check_float(w, w_name)
+    w = chk.float_array(w, w_name, None)
     if w.size == 0:
         raise ValueError(f"{w_name} must have at least one element, got shape {w.shape}")
-    step = _check_float(step, "step")
+    step = chk.float_array(step, "step", None)
     chk.same_dtype(w, w_name, step, "step")
     if step.ndim == 0:
         C = 1
@@ -273,7 +265,7 @@ def weight_quant_backward(
     """
     impl = chk.check_impl(impl)
     C, M, B = _check_args(w, step, bits)
-    gwq = _check_float(gwq, "gwq")
+    gwq = chk.float_array(gwq, "gwq", None)
     chk.same_dtype(gwq, "gwq", w, "w")
     chk.expect_shape(gwq, "gwq", w.shape, "the shape of w")
     if isinstance(one_bit_factor, (bool, np.bool_)) or not isinstance(one_bit_factor, numbers.Real) \

@@ -3,7 +3,7 @@
     spike_levels(B, domain)   (q_min, q_max) of bit width B (Eq. 14 positive, Eq. 15 bidirectional)
     emit_numpy / emit         the integer spike S for u = v / V_th (Eq. 14, Eq. 15): the NumPy twin and
                               its branch-free numba scalar, the same operations in the same order
-    check_common, check_float the argument checks of ``neuron_forward`` and ``neuron_backward``
+    check_common              the argument checks of ``neuron_forward`` and ``neuron_backward``
     step_constants            per-step q_min, q_max in the input dtype
     BLOCK                     the block size of the numba kernels and of the fixed summation order
 
@@ -21,14 +21,13 @@ from numba import njit
 
 from refsnn.kernels import _checks as chk
 
-__all__ = ["spike_levels", "emit_numpy", "emit", "check_common", "check_float", "check_finite", "step_constants",
+__all__ = ["spike_levels", "emit_numpy", "emit", "check_common", "check_finite", "step_constants",
            "count_nonfinite", "LN2", "DOMAINS", "SHIFTS", "MAX_BITS", "BLOCK"]
 
 LN2 = math.log(2.0)
 DOMAINS = ("positive", "bidirectional")
 SHIFTS = (0.5, 0.0)
-#: largest bit width: 2^B - 1 must be an exact float32 integer.
-MAX_BITS = 24
+MAX_BITS = chk.MAX_BITS
 
 #: The sums over the elements j (in g_vth and g_bits) are taken in one fixed order:
 #: blocks of BLOCK consecutive elements (the last one padded with zeros); inside a block,
@@ -56,17 +55,6 @@ def _is_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
 
 
-def check_float(a, name: str) -> np.ndarray:
-    """``a`` if it is a non-empty float32/float64 numpy.ndarray; else a TypeError/ValueError naming ``name``."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in chk.FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    if a.size == 0:
-        raise ValueError(f"{name} must have at least one element, got shape {a.shape}")
-    return a
-
-
 check_finite = chk.check_finite
 
 
@@ -75,7 +63,7 @@ def check_common(v_th, bits, T, domain, shift, tau, dtype, x_name):
     if not _is_int(T):
         raise TypeError(f"T must be an int, got {T!r}")
     T = int(T)
-    v_th = check_float(v_th, "v_th")
+    v_th = chk.float_array(v_th, "v_th", None, nonempty=True)
     chk.same_dtype(np.empty(0, dtype), x_name, v_th, "v_th")
     if v_th.ndim != 1:
         raise ValueError(f"v_th must be 1-D (one threshold per time step), got shape {v_th.shape}")

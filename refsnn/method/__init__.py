@@ -7,17 +7,20 @@ renewal       Alg. 1-2, Eq. 24-25, the switching-off rule
 budget        Eq. 7-8, App. A.6 (cost model)
 regulate      Eq. 21
 conventions   METHOD.md section 10 (paper vs official code)
+protocol      the layer protocol (LayerWidths, LayerCost) and the one W/S/T average (METHOD.md section 2)
 """
-from . import budget, conventions, neuron, parametrize, regulate, renewal, weight_quant
+from . import budget, conventions, neuron, parametrize, protocol, regulate, renewal, weight_quant
 from .budget import LayerCost, ModelCost, model_cost, parse_wst, uniform
-from .conventions import OFFICIAL, PAPER, Convention, get_convention
-from .neuron import spiking_neuron
+from .conventions import OFFICIAL, PAPER, Convention, check_convention, get_convention
+from .neuron import emitted_spikes, membrane_potentials, spiking_neuron
 from .parametrize import parametrized_width, width_value
+from .protocol import LayerWidths, SpikingLayerProtocol, weighted_average, wst_averages
 from .regulate import Penalties, Targets, model_averages, regulating_loss
 from .renewal import grid_search, observe, renewed_step, should_switch_off
 from .weight_quant import quantize_weight
 
-__all__ = ["budget", "conventions", "neuron", "parametrize", "regulate", "renewal", "weight_quant", "LayerCost",
-           "ModelCost", "model_cost", "parse_wst", "uniform", "Convention", "PAPER", "OFFICIAL", "get_convention",
-           "spiking_neuron", "parametrized_width", "width_value", "Penalties", "Targets", "model_averages",
+__all__ = ["budget", "conventions", "neuron", "parametrize", "protocol", "regulate", "renewal", "weight_quant",
+           "LayerCost", "ModelCost", "model_cost", "parse_wst", "uniform", "Convention", "PAPER", "OFFICIAL",
+           "get_convention", "check_convention", "spiking_neuron", "membrane_potentials", "emitted_spikes",
+           "LayerWidths", "SpikingLayerProtocol", "weighted_average", "wst_averages", "parametrized_width", "width_value", "Penalties", "Targets", "model_averages",
            "regulating_loss", "grid_search", "observe", "renewed_step", "should_switch_off", "quantize_weight"]

@@ -1,7 +1,8 @@
 """Cost model: Bit Budget (Eq. 7), S-ACE (Eq. 8), the post-squeezing S-ACE* (App. A.6),
 the model averages W/S/T and the model size (METHOD.md section 2).
 
-Works on ``LayerCost`` records: a spiking layer produces one from its shapes
+Works on ``LayerCost`` records (the cost half of the layer protocol,
+``refsnn.method.protocol``): a spiking layer produces one from its shapes
 and widths (``SpikingConv2d.cost()``); ``uniform`` overrides the widths by hand
 (e.g. W/S/T = 16/1/4) so that full-precision baselines can be costed.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+
+from .protocol import wst_averages
 
 
 @dataclass
@@ -86,15 +89,9 @@ def model_cost(layers: list) -> ModelCost:
     """Model averages (METHOD.md section 2) and totals (Eq. 7-8, App. A.6)."""
     if not layers:
         raise ValueError("model_cost: the model has no spiking weight layers")
-    spk = [lc for lc in layers if lc.spiking]
-    n_w = sum(lc.n_w for lc in layers)
-    n_f = sum(lc.n_f for lc in spk)
-    # W = sum_l B_w,l N_w,l / sum_l N_w,l
-    W = sum(lc.B_w * lc.n_w for lc in layers) / n_w
-    # S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l
-    S = sum(lc.mean_B_s * lc.n_f for lc in spk) / n_f if n_f else 0.0
-    # T = sum_l T_l N_f,l / sum_l N_f,l
-    T = sum(lc.T * lc.n_f for lc in spk) / n_f if n_f else 0.0
+    # W, S, T of METHOD.md section 2 (an average over no spiking layer is 0)
+    avg = {k: (0.0 if v is None else v) for k, v in wst_averages(layers).items()}
+    W, S, T = avg["W"], avg["S"], avg["T"]
     return ModelCost(
         layers=layers, W=W, S=S, T=T,
         # model Bit Budget = W * S * T (Eq. 7 at model level)

@@ -38,9 +38,21 @@ CONVENTIONS = {"paper": PAPER, "official": OFFICIAL}
 
 
 def get_convention(convention) -> Convention:
-    """``"paper"``, ``"official"`` or a ``Convention``."""
+    """``"paper"``, ``"official"`` or a ``Convention`` -> the ``Convention``.
+
+    The one place a name is resolved: ``SpikingConfig`` holds the result, and every method function
+    takes the object (:func:`check_convention`).
+    """
     if isinstance(convention, Convention):
         return convention
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {sorted(CONVENTIONS)}, got {convention!r}")
     return CONVENTIONS[convention]
+
+
+def check_convention(convention, name: str = "convention") -> Convention:
+    """``convention`` itself if it is a ``Convention``, else a TypeError (a name must be resolved first)."""
+    if not isinstance(convention, Convention):
+        raise TypeError(f"{name} must be a refsnn.method.Convention (PAPER, OFFICIAL, or resolve a name with "
+                        f"refsnn.method.get_convention), got {convention!r}")
+    return convention

@@ -10,17 +10,16 @@ reaches every Bhat and That in proportion to its layer's element share:
     S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l      (mean over the T_l steps in use)
     T = sum_l T_l N_f,l / sum_l N_f,l
 
-Layers whose widths are all frozen are left out (METHOD.md section 7).  |.| is
+(computed once, by ``refsnn.method.protocol.wst_averages``).  Layers whose widths are all frozen are left out (METHOD.md section 7).  |.| is
 the L2 norm of a scalar, i.e. the absolute value.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from .. import functional as F
 from ..autograd.tensor import Tensor
+from .protocol import wst_averages
 
 
 @dataclass(frozen=True)
@@ -38,43 +37,17 @@ class Penalties:
     lam_T: float = 1e-2
 
 
-def _learnable(layer) -> bool:
-    c = layer.config
-    return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
-
-
 def model_averages(layers) -> dict:
     """Tensors W, S, T (straight-through in every width parameter) over the given spiking layers.
 
-    Each layer must have run a forward pass (N_f is its input's size per sample).
-    Layers without an input neuron count in W only (they receive no spikes).
+    Reads each layer through the layer protocol (``refsnn.method.protocol``): layers without a
+    learnable width are left out (METHOD.md section 7); each must have run a forward pass (N_f is
+    its input's size per sample).  Layers without an input neuron count in W only.
     """
-    layers = [l for l in layers if _learnable(l)]
+    layers = [l for l in layers if l.has_learnable_width]
     if not layers:
         raise ValueError("regulating loss: no spiking layer has a learnable width")
-    for l in layers:
-        if l.in_shape is None:
-            raise ValueError("regulating loss: run a forward pass first (N_f of each layer comes from its input shape)")
-    n_w_total = float(sum(l.weight.size for l in layers))
-    spk = [l for l in layers if l.config.input_neuron]
-    n_f_total = float(sum(np.prod(l.in_shape) for l in spk))
-    W = S = T = None
-    for l in layers:
-        B_w, B_s, T_l = l.widths()
-        # W = sum_l B_w,l N_w,l / sum_l N_w,l
-        term = B_w * (l.weight.size / n_w_total)
-        W = term if W is None else W + term
-        if not l.config.input_neuron:
-            continue
-        share = float(np.prod(l.in_shape)) / n_f_total
-        n_steps = int(T_l.data)
-        # S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l  (mean over the T_l steps in use)
-        s_term = F.mean(B_s[:n_steps]) * share
-        # T = sum_l T_l N_f,l / sum_l N_f,l
-        t_term = T_l * share
-        S = s_term if S is None else S + s_term
-        T = t_term if T is None else T + t_term
-    return {"W": W, "S": S, "T": T}
+    return wst_averages([l.layer_widths() for l in layers])
 
 
 def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties()) -> tuple:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EPS = 1e-5
+from ..kernels.quant import EPS  # the floor of every step size (METHOD.md section 3), one home
+
 RENEWAL_MODES = ("none", "spike", "weight", "both")
 SWITCH_OFF_FRACTION = 0.24
 

@@ -15,16 +15,12 @@ import numpy as np
 
 from ..autograd.tensor import Tensor, primitive
 from ..kernels import quant as _k
-from .conventions import get_convention
+from .conventions import PAPER, Convention, check_convention
 
 
 def weight_grid(B: int) -> tuple:
     """(q_min, q_max) of the weight grid (Eq. 6): {-1, +1} at B = 1, {-q..q} with q = 2^{B-1}-1 otherwise."""
-    B = int(B)
-    if B == 1:
-        return -1, 1
-    q = 2 ** (B - 1) - 1
-    return -q, q
+    return _k.weight_levels(int(B))
 
 
 @primitive
@@ -37,7 +33,7 @@ def _wq(ctx, w, step, bits, *, convention, impl):
 @_wq.defvjp
 def wq_vjp(ctx, g):
     """Eq. 18-19, App. A.8-A.9 (in the kernel)."""
-    c = get_convention(ctx.kwargs["convention"])
+    c = ctx.kwargs["convention"]
     w, step, bits = ctx.inputs
     gw, gstep, gbits = _k.weight_quant_backward(np.ascontiguousarray(g), w, step, ctx.B,
                                                 bit_grad_lsq=c.bit_grad_lsq, one_bit_factor=c.one_bit_factor,
@@ -45,9 +41,11 @@ def wq_vjp(ctx, g):
     return gw, gstep, np.asarray(gbits, dtype=bits.dtype).reshape(bits.shape)
 
 
-def quantize_weight(w, step, bits, *, convention="paper", impl: str = "numba") -> Tensor:
+def quantize_weight(w, step, bits, *, convention: Convention = PAPER, impl: str = "numba") -> Tensor:
     """Eq. 6 with LSQ gradients.  ``step``: 0-d (layer-wise) or (C_out,) (per output channel), > 0;
-    ``bits``: 0-d float tensor holding the integer width B_w (from ``parametrized_width``, Eq. 11)."""
+    ``bits``: 0-d float tensor holding the integer width B_w (from ``parametrized_width``, Eq. 11);
+    ``convention``: a Convention (C1-C2 select the bit gradient)."""
+    check_convention(convention, "quantize_weight: convention")
     sv = step.data if isinstance(step, Tensor) else np.asarray(step)
     wv = w.data if isinstance(w, Tensor) else np.asarray(w)
     if not (sv.ndim == 0 or (sv.ndim == 1 and sv.shape[0] == wv.shape[0])):
@@ -58,4 +56,4 @@ def quantize_weight(w, step, bits, *, convention="paper", impl: str = "numba") -
     bv = bits.data if isinstance(bits, Tensor) else np.asarray(bits)
     if bv.size != 1 or not float(bv).is_integer() or float(bv) < 1:
         raise ValueError(f"quantize_weight: bits must be one integer >= 1, got {bv!r}")
-    return _wq(w, step, bits, convention=get_convention(convention), impl=impl)
+    return _wq(w, step, bits, convention=convention, impl=impl)

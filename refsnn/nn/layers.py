@@ -8,7 +8,8 @@ from ..autograd.tensor import DEFAULT_DTYPE, check_float_dtype
 from .module import Module, Parameter
 
 
-def _rng(rng) -> np.random.Generator:
+def make_rng(rng) -> np.random.Generator:
+    """A layer's initialisation generator from None (seed 0), an int seed or a Generator."""
     if rng is None:
         return np.random.default_rng(0)
     if isinstance(rng, (int, np.integer)):
@@ -18,7 +19,8 @@ def _rng(rng) -> np.random.Generator:
     raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
 
 
-def _positive_int(value, name: str, owner: str) -> int:
+def positive_int(value, name: str, owner: str) -> int:
+    """``value`` as an int if it is an integer >= 1, else a ValueError naming ``owner`` and ``name``."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
     return int(value)
@@ -34,10 +36,11 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None, dtype=DEFAULT_DTYPE):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features", "Linear")
-        self.out_features = _positive_int(out_features, "out_features", "Linear")
+        self.in_features = positive_int(in_features, "in_features", "Linear")
+        self.out_features = positive_int(out_features, "out_features", "Linear")
         dtype = check_float_dtype(dtype)
-        self.weight = Parameter(kaiming_normal((out_features, in_features), in_features, _rng(rng), dtype), "weight")
+        w = kaiming_normal((out_features, in_features), in_features, make_rng(rng), dtype)
+        self.weight = Parameter(w, "weight")
         self.bias = Parameter(np.zeros(out_features, dtype), "bias") if bias else None
 
     def forward(self, x):
@@ -53,15 +56,15 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
                  rng=None, dtype=DEFAULT_DTYPE):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels", "Conv2d")
-        self.out_channels = _positive_int(out_channels, "out_channels", "Conv2d")
+        self.in_channels = positive_int(in_channels, "in_channels", "Conv2d")
+        self.out_channels = positive_int(out_channels, "out_channels", "Conv2d")
         k = (kernel_size, kernel_size) if isinstance(kernel_size, (int, np.integer)) else tuple(kernel_size)
         for v in k:
-            _positive_int(v, "kernel_size", "Conv2d")
+            positive_int(v, "kernel_size", "Conv2d")
         self.kernel_size, self.stride, self.padding = k, stride, padding
         dtype = check_float_dtype(dtype)
         fan_in = in_channels * k[0] * k[1]
-        self.weight = Parameter(kaiming_normal((out_channels, in_channels) + k, fan_in, _rng(rng), dtype), "weight")
+        self.weight = Parameter(kaiming_normal((out_channels, in_channels) + k, fan_in, make_rng(rng), dtype), "weight")
         self.bias = Parameter(np.zeros(out_channels, dtype), "bias") if bias else None
 
     def forward(self, x):
@@ -77,7 +80,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, dtype=DEFAULT_DTYPE):
         super().__init__()
-        self.num_features = _positive_int(num_features, "num_features", type(self).__name__)
+        self.num_features = positive_int(num_features, "num_features", type(self).__name__)
         dtype = check_float_dtype(dtype)
         self.momentum, self.eps = float(momentum), float(eps)
         self.weight = Parameter(np.ones(num_features, dtype), "bn")

@@ -5,17 +5,39 @@ A ``Parameter`` is a leaf ``Tensor`` with ``requires_grad=True`` and a ``kind``
 ``"spike_width"``, ``"weight_width"``, ``"time"``) so that an optimizer can give
 each kind its own learning rate (METHOD.md section 11).  A ``Module`` finds its
 parameters, buffers and sub-modules by attribute, in definition order.
+
+Forward hooks (as in torch): ``handle = m.register_forward_hook(hook)`` calls
+``hook(module, args, output)`` after every ``m(*args)``; a hook that returns a value replaces
+the output.  ``handle.remove()`` (or leaving ``with handle:``) takes the hook off again.
 """
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
-from ..autograd.tensor import Tensor, _as_array
+from ..autograd.tensor import Tensor, as_array
 
 PARAMETER_KINDS = ("weight", "bias", "bn", "threshold", "weight_step", "spike_width", "weight_width", "time")
+_HOOK_IDS = itertools.count()
+
+
+class RemovableHandle:
+    """Returned by ``Module.register_forward_hook``: ``remove()`` takes the hook off (idempotent)."""
+
+    def __init__(self, hooks: "OrderedDict", key: int):
+        self._hooks, self.id = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> "RemovableHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 class Parameter(Tensor):
@@ -24,7 +46,7 @@ class Parameter(Tensor):
     def __init__(self, data, kind: str = "weight", dtype=None):
         if kind not in PARAMETER_KINDS:
             raise ValueError(f"Parameter: kind must be one of {PARAMETER_KINDS}, got {kind!r}")
-        super().__init__(_as_array(data, dtype), requires_grad=True)
+        super().__init__(as_array(data, dtype), requires_grad=True)
         self.kind = kind
 
     def __repr__(self) -> str:
@@ -38,6 +60,7 @@ class Module:
         object.__setattr__(self, "_params", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -144,8 +167,22 @@ class Module:
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
         raise TypeError(f"{type(self).__name__} does not define forward()")
 
+    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after each forward pass of this module, in registration order;
+        a hook returning something other than None replaces the output.  Returns the handle that removes it."""
+        if not callable(hook):
+            raise TypeError(f"register_forward_hook: hook must be callable, got {type(hook).__name__}")
+        key = next(_HOOK_IDS)
+        self._forward_hooks[key] = hook
+        return RemovableHandle(self._forward_hooks, key)
+
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        for hook in tuple(self._forward_hooks.values()):
+            res = hook(self, args, out)
+            if res is not None:
+                out = res
+        return out
 
     def extra_repr(self) -> str:
         return ""

@@ -20,6 +20,9 @@ Parameters of one layer and their kinds (for per-kind learning rates):
     time          "time"          That (0-d)
 
 A width that is not learnable is a Parameter with ``requires_grad=False``.
+
+The layers implement the layer protocol of ``refsnn.method.protocol`` (``has_learnable_width``,
+``layer_widths()``, ``cost()``, ``in_shape``) and reach the neuron only through ``refsnn.method``.
 """
 from __future__ import annotations
 
@@ -30,14 +33,14 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd.tensor import DEFAULT_DTYPE, Tensor, check_float_dtype, no_grad
-from ..kernels import neuron as _kneuron
 from ..method import renewal as R
 from ..method.budget import LayerCost
-from ..method.conventions import get_convention
-from ..method.neuron import DOMAINS, ROUNDINGS, spike_grid, spiking_neuron
+from ..method.conventions import Convention, get_convention
+from ..method.neuron import DOMAINS, ROUNDINGS, membrane_potentials, spike_grid, spiking_neuron
 from ..method.parametrize import check_bound, check_finite_param, parametrized_width, width_value
+from ..method.protocol import LayerWidths
 from ..method.weight_quant import quantize_weight, weight_grid
-from .layers import _positive_int, _rng, kaiming_normal
+from .layers import Identity, kaiming_normal, make_rng, positive_int
 from .module import Module, Parameter
 
 
@@ -61,7 +64,7 @@ class SpikingConfig:
     renewal: str = "spike"          # "none", "spike" (paper default), "weight", "both"
     renewal_K: int = 100            # Alg. 2 candidates
     renewal_p: float = 2.4          # Alg. 2 score power
-    convention: str = "paper"       # "paper" or "official" (METHOD.md section 10)
+    convention: Convention = "paper"  # "paper", "official" or a Convention (METHOD.md section 10); held resolved
     input_neuron: bool = True       # False: no neuron, the layer sees the analog input (a plain stem)
     impl: str = "numba"             # kernels: "numba" or "numpy"
 
@@ -81,7 +84,8 @@ class SpikingConfig:
             raise ValueError(f"SpikingConfig: tau must be a number >= 1 (1 = IF), got {self.tau!r}")
         R.check_renewal_mode(self.renewal)
         R.check_grid(self.renewal_K, self.renewal_p)
-        get_convention(self.convention)
+        # the one place a convention's name is resolved: the layers and the method functions take the object
+        object.__setattr__(self, "convention", get_convention(self.convention))
         if self.impl not in ("numba", "numpy"):
             raise ValueError(f"SpikingConfig: impl must be 'numba' or 'numpy', got {self.impl!r}")
 
@@ -96,7 +100,8 @@ class SpikingConfig:
         return replace(self, **changes)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The options as plain values (the convention by its name)."""
+        return dict(asdict(self), convention=self.convention.name)
 
 
 def _lsq_init(data: np.ndarray, q_max: int) -> float:
@@ -122,6 +127,8 @@ class _SpikingLayer(Module):
             self.spike_width.requires_grad = c.learn_spike_bits
             self.time = Parameter(np.array(c.time_steps, dtype), "time")
             self.time.requires_grad = c.learn_time
+            # hook point (Module.register_forward_hook): the neuron's squeezed output y (Eq. 12), before the weight op
+            self.squeezed = Identity()
         # state saved with the layer: LSQ initialisation done, observers (Alg. 1), renewal switches
         self.register_buffer("initialized", np.array(False))
         self.register_buffer("renew_spike", np.array(c.renewal in ("spike", "both") and c.input_neuron))
@@ -165,6 +172,25 @@ class _SpikingLayer(Module):
         bs = np.broadcast_to(bs, (c.time_bound,))
         return B_w, [int(b) for b in bs[:T]], T
 
+    # -- the layer protocol (refsnn.method.protocol) ------------------------------------
+    @property
+    def has_learnable_width(self) -> bool:
+        """Some width of the layer is learnable (B_w, or with an input neuron B_s^t or T): METHOD.md section 7."""
+        c = self.config
+        return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
+
+    def layer_widths(self) -> LayerWidths:
+        """The tape widths with the element counts, as the regulating loss reads them (Eq. 9-11, Eq. 21)."""
+        if self.in_shape is None:
+            raise ValueError(f"{type(self).__name__}: run a forward pass first (N_f of each layer comes from its "
+                             "input shape)")
+        B_w, B_s, T = self.widths()
+        n_w, n_f = int(self.weight.size), int(np.prod(self.in_shape))
+        if not self.config.input_neuron:
+            return LayerWidths(B_w=B_w, B_s=None, T=None, n_w=n_w, n_f=n_f, spiking=False)
+        # the spike widths of the T_l steps in use
+        return LayerWidths(B_w=B_w, B_s=B_s[:int(T.data)], T=T, n_w=n_w, n_f=n_f, spiking=True)
+
     def thresholds(self):
         c = self.config
         if c.temporal_wise:
@@ -202,13 +228,13 @@ class _SpikingLayer(Module):
             # the data X of this quantizer: the membrane potential v^t under the current thresholds
             v_th = self.thresholds().data if not c.temporal_wise else self.threshold.data
             bits_all = np.broadcast_to(bs, (c.time_bound,)).astype(np.int64)
-            _, v = _kneuron.neuron_forward(x, np.ascontiguousarray(v_th), np.ascontiguousarray(bits_all), t + 1,
-                                           domain=c.domain, shift=ROUNDINGS[c.rounding], tau=c.tau,
-                                           reset_decay=get_convention(c.convention).reset_decay, impl=c.impl)
+            v = membrane_potentials(x, np.ascontiguousarray(v_th), np.ascontiguousarray(bits_all), t + 1,
+                                    domain=c.domain, rounding=c.rounding, tau=c.tau, convention=c.convention,
+                                    impl=c.impl)
             q_min, q_max = spike_grid(B, c.domain)
             res = R.observe(v[t], B, int(self.obs_s_bold[t]), float(self.obs_s_vrmin[t]), float(self.obs_s_vrmax[t]),
                             q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=(c.domain == "bidirectional"),
-                            formula=get_convention(c.convention).renewal_formula)
+                            formula=c.convention.renewal_formula)
             self.obs_s_bold[t], self.obs_s_vrmin[t], self.obs_s_vrmax[t] = res.b_old, res.v_rmin, res.v_rmax
             if res.fired:
                 # Eq. 25: overwrite the step V_th^t
@@ -219,7 +245,7 @@ class _SpikingLayer(Module):
         c = self.config
         B = int(width_value(self.weight_width, c.weight_bound))
         q_min, q_max = weight_grid(B)
-        formula = get_convention(c.convention).renewal_formula
+        formula = c.convention.renewal_formula
         groups = list(self.weight.data) if c.per_channel_step else [self.weight.data]
         for i, X in enumerate(groups):
             if B == int(self.obs_w_bold[i]):  # Alg. 1 step 1
@@ -259,8 +285,8 @@ class _SpikingLayer(Module):
         B_w, B_s, T = self.widths()
         if c.input_neuron:
             # Eq. 12-15: neuron over T steps and temporal squeezing
-            y = spiking_neuron(x, self.thresholds(), B_s, T, domain=c.domain, rounding=c.rounding, tau=c.tau,
-                               convention=c.convention, impl=c.impl)
+            y = self.squeezed(spiking_neuron(x, self.thresholds(), B_s, T, domain=c.domain, rounding=c.rounding,
+                                             tau=c.tau, convention=c.convention, impl=c.impl))
         else:
             y = x
         # Eq. 6: quantized weights
@@ -292,14 +318,14 @@ class SpikingConv2d(_SpikingLayer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
                  config: SpikingConfig | None = None, rng=None, dtype=DEFAULT_DTYPE):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels", "SpikingConv2d")
-        self.out_channels = _positive_int(out_channels, "out_channels", "SpikingConv2d")
+        self.in_channels = positive_int(in_channels, "in_channels", "SpikingConv2d")
+        self.out_channels = positive_int(out_channels, "out_channels", "SpikingConv2d")
         k = (kernel_size, kernel_size) if isinstance(kernel_size, (int, np.integer)) else tuple(kernel_size)
         for v in k:
-            _positive_int(v, "kernel_size", "SpikingConv2d")
+            positive_int(v, "kernel_size", "SpikingConv2d")
         self.kernel_size, self.stride, self.padding = k, stride, padding
         dtype = check_float_dtype(dtype)
-        w = kaiming_normal((out_channels, in_channels) + k, in_channels * k[0] * k[1], _rng(rng), dtype)
+        w = kaiming_normal((out_channels, in_channels) + k, in_channels * k[0] * k[1], make_rng(rng), dtype)
         self._build(w, out_channels, bias, config or SpikingConfig(), dtype)
 
     def _weight_op(self, y, wq):
@@ -324,10 +350,10 @@ class SpikingLinear(_SpikingLayer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, config: SpikingConfig | None = None,
                  rng=None, dtype=DEFAULT_DTYPE):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features", "SpikingLinear")
-        self.out_features = _positive_int(out_features, "out_features", "SpikingLinear")
+        self.in_features = positive_int(in_features, "in_features", "SpikingLinear")
+        self.out_features = positive_int(out_features, "out_features", "SpikingLinear")
         dtype = check_float_dtype(dtype)
-        w = kaiming_normal((out_features, in_features), in_features, _rng(rng), dtype)
+        w = kaiming_normal((out_features, in_features), in_features, make_rng(rng), dtype)
         self._build(w, out_features, bias, config or SpikingConfig(), dtype)
 
     def _weight_op(self, y, wq):
