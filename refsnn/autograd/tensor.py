@@ -137,6 +137,45 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.data)
 
+    # -- Python scalars and NumPy (values only; no gradient flows through these) ------
+    def _scalar(self, kind: str):
+        if self.data.size != 1:
+            raise TypeError(f"{kind}(): only a tensor with one element converts to a Python scalar; this one has "
+                            f"shape {self.shape} ({self.data.size} elements)")
+        return self.data.item()
+
+    def __float__(self) -> float:
+        return float(self._scalar("float"))
+
+    def __int__(self) -> int:
+        return int(self._scalar("int"))
+
+    def __bool__(self) -> bool:
+        return bool(self._scalar("bool"))
+
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(t)``: the values (as ``t.numpy()``), cut from the tape."""
+        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
+            raise ValueError(f"np.asarray(tensor, dtype={dtype}, copy=False): the tensor is {self.dtype}")
+        out = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return out.copy() if copy else out
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """``ndarray (op) Tensor`` runs Tensor's operator; any other NumPy ufunc on a Tensor is a TypeError."""
+        op = _OPERATOR_UFUNCS.get(ufunc.__name__)
+        if op is not None and method == "__call__" and not kwargs and len(inputs) == len(op):
+            if inputs[0] is self:
+                return getattr(self, op[0])(*inputs[1:])
+            if len(op) == 2 and inputs[1] is self:
+                return getattr(self, op[1])(inputs[0])
+        raise TypeError(_numpy_message(f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")))
+
+    def __array_function__(self, func, types, args, kwargs):
+        """NumPy functions (``np.mean``, ``np.concatenate``, ...) on a Tensor are a TypeError (they would drop the tape)."""
+        if func in (np.shape, np.ndim, np.size):
+            return func(self.data, *args[1:], **kwargs)
+        raise TypeError(_numpy_message(f"np.{func.__name__}"))
+
     def __repr__(self) -> str:
         op = f", op={self._node.primitive.name}" if self._node is not None else ""
         rg = ", requires_grad=True" if self.requires_grad else ""
@@ -200,6 +239,18 @@ class Tensor:
                                        f"{gx.shape} for an input of shape {x.shape}")
                 key = id(x)
                 grads[key] = gx if key not in grads else grads[key] + gx
+
+
+#: NumPy ufunc name -> (Tensor method when the Tensor is first, when it is second) of Python's operators
+_OPERATOR_UFUNCS = {"add": ("__add__", "__radd__"), "subtract": ("__sub__", "__rsub__"),
+                    "multiply": ("__mul__", "__rmul__"), "true_divide": ("__truediv__", "__rtruediv__"),
+                    "matmul": ("__matmul__", "__rmatmul__"), "negative": ("__neg__",)}
+
+
+def _numpy_message(what: str) -> str:
+    return (f"{what}() got a refsnn Tensor: NumPy functions do not record gradients. Use refsnn.functional "
+            "(import refsnn.functional as F; F.exp(t), F.sum(t), ...) for a differentiable op, or t.numpy() / "
+            "t.data for the values as an ndarray")
 
 
 def _topological_order(root: Tensor) -> list:

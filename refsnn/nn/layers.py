@@ -5,18 +5,9 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd.tensor import DEFAULT_DTYPE, check_float_dtype
+from ..ops.nn import check_dropout_p
+from ..random import resolve as resolve_rng
 from .module import Module, Parameter
-
-
-def make_rng(rng) -> np.random.Generator:
-    """A layer's initialisation generator from None (seed 0), an int seed or a Generator."""
-    if rng is None:
-        return np.random.default_rng(0)
-    if isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(int(rng))
-    if isinstance(rng, np.random.Generator):
-        return rng
-    raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
 
 
 def positive_int(value, name: str, owner: str) -> int:
@@ -39,7 +30,7 @@ class Linear(Module):
         self.in_features = positive_int(in_features, "in_features", "Linear")
         self.out_features = positive_int(out_features, "out_features", "Linear")
         dtype = check_float_dtype(dtype)
-        w = kaiming_normal((out_features, in_features), in_features, make_rng(rng), dtype)
+        w = kaiming_normal((out_features, in_features), in_features, resolve_rng(rng), dtype)
         self.weight = Parameter(w, "weight")
         self.bias = Parameter(np.zeros(out_features, dtype), "bias") if bias else None
 
@@ -51,9 +42,14 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution (cross-correlation), NCHW."""
+    """2-D convolution (cross-correlation), NCHW.
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
+    ``bias=True`` by default, as ``torch.nn.Conv2d``.  (The paper's ``SpikingConv2d``
+    keeps ``bias=False``: in its models every convolution is followed by batch norm,
+    whose shift makes a bias redundant; no model of refsnn uses this plain layer.)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True,
                  rng=None, dtype=DEFAULT_DTYPE):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels", "Conv2d")
@@ -64,7 +60,8 @@ class Conv2d(Module):
         self.kernel_size, self.stride, self.padding = k, stride, padding
         dtype = check_float_dtype(dtype)
         fan_in = in_channels * k[0] * k[1]
-        self.weight = Parameter(kaiming_normal((out_channels, in_channels) + k, fan_in, make_rng(rng), dtype), "weight")
+        w = kaiming_normal((out_channels, in_channels) + k, fan_in, resolve_rng(rng), dtype)
+        self.weight = Parameter(w, "weight")
         self.bias = Parameter(np.zeros(out_channels, dtype), "bias") if bias else None
 
     def forward(self, x):
@@ -138,5 +135,33 @@ class AvgPool2d(MaxPool2d):
 
 
 class AdaptiveAvgPool2d(Module):
+    """Average pooling to an ``output_size`` grid (int or pair; 1 = global average pooling), as torch."""
+
+    def __init__(self, output_size=1):
+        super().__init__()
+        self.output_size = output_size
+
     def forward(self, x):
-        return F.adaptive_avg_pool2d(x, 1)
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class Dropout(Module):
+    """Zero each element with probability ``p`` while training, scaling the rest by 1 / (1 - p); identity in eval.
+
+    Masks come from ``rng`` (an int seed or a numpy Generator, kept for the module's
+    life) or, by default, from the global generator of ``refsnn.manual_seed``.
+    """
+
+    def __init__(self, p: float = 0.5, rng=None):
+        super().__init__()
+        self.p = check_dropout_p(p, "Dropout")
+        self.rng = None if rng is None else resolve_rng(rng)
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training, rng=self.rng)
+
+    def extra_repr(self):
+        return f"p={self.p}"

@@ -13,12 +13,15 @@ the output.  ``handle.remove()`` (or leaving ``with handle:``) takes the hook of
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from typing import Callable, Iterator
 
 import numpy as np
 
 from ..autograd.tensor import Tensor, as_array
+
+#: what ``load_state_dict`` returns (as torch): the keys of the model absent from the state, and the reverse
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 PARAMETER_KINDS = ("weight", "bias", "bn", "threshold", "weight_step", "spike_width", "weight_width", "time")
 _HOOK_IDS = itertools.count()
@@ -74,6 +77,11 @@ class Module:
             self._modules[name] = value
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name):
+        for store in (self._params, self._modules, self._buffers):
+            store.pop(name, None)
+        object.__delattr__(self, name)
+
     def register_buffer(self, name: str, value: np.ndarray) -> None:
         """A non-learnable array that is part of the state (BN statistics, observer state)."""
         self._buffers[name] = True
@@ -87,6 +95,31 @@ class Module:
 
     def modules(self):
         return (m for _, m in self.named_modules())
+
+    def named_children(self) -> Iterator[tuple]:
+        """(name, module) of the direct sub-modules, in definition order."""
+        return iter(list(self._modules.items()))
+
+    def children(self) -> Iterator["Module"]:
+        """The direct sub-modules, in definition order."""
+        return (m for _, m in self.named_children())
+
+    def apply(self, fn: Callable) -> "Module":
+        """Call ``fn(module)`` on every sub-module (children first, as torch) and on this module; returns self."""
+        if not callable(fn):
+            raise TypeError(f"apply: fn must be callable, got {type(fn).__name__}")
+        for m in self._modules.values():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Set ``requires_grad`` of every parameter (False freezes them: optimizers skip them); returns self."""
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"requires_grad_: requires_grad must be True or False, got {requires_grad!r}")
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple]:
         for mname, m in self.named_modules(prefix):
@@ -133,35 +166,46 @@ class Module:
             out[name] = np.array(b, copy=True)
         return out
 
-    def load_state_dict(self, state: dict) -> None:
-        """Load arrays saved by ``state_dict``; every key must match in name, shape and dtype."""
-        own = dict(self.named_parameters())
-        bufs = {}
-        for mname, m in self.named_modules():
-            for bname in m._buffers:
-                bufs[f"{mname}.{bname}" if mname else bname] = (m, bname)
-        expected = set(own) | set(bufs)
-        missing, unexpected = expected - set(state), set(state) - expected
-        if missing or unexpected:
-            raise ValueError(f"load_state_dict: missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}")
-        for name, value in state.items():
-            value = np.asarray(value)
-            if name in own:
-                p = own[name]
-                if value.shape != p.shape or value.dtype != p.dtype:
-                    raise ValueError(f"load_state_dict: '{name}' has shape {value.shape} dtype {value.dtype}, "
-                                     f"the model expects {p.shape} {p.dtype}")
-                p.data[...] = value
+    def load_state_dict(self, state: dict, strict: bool = True) -> IncompatibleKeys:
+        """Load arrays saved by ``state_dict``; each loaded key must match in shape and dtype.
+
+        ``strict=True`` (the default, as torch): every key of the model must be in
+        ``state`` and every key of ``state`` in the model, else a ``ValueError``
+        lists the missing and the unexpected keys and nothing is loaded.
+        ``strict=False``: the keys present in both are loaded; the others are
+        returned as ``IncompatibleKeys(missing_keys, unexpected_keys)``.
+        """
+        targets = self._state_targets()
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        if strict and (missing or unexpected):
+            raise ValueError(f"load_state_dict: missing keys {missing} (in the model, not in the state), "
+                             f"unexpected keys {unexpected} (in the state, not in the model); "
+                             "strict=False loads the keys that match")
+        matched = [(name, np.asarray(value)) for name, value in state.items() if name in targets]
+        for name, value in matched:  # check every shape before writing anything
+            old = targets[name][2]
+            old = old.data if isinstance(old, Parameter) else np.asarray(old)
+            if value.shape != old.shape or value.dtype != old.dtype:
+                raise ValueError(f"load_state_dict: '{name}' has shape {value.shape} dtype {value.dtype}, "
+                                 f"the model expects {old.shape} {old.dtype}")
+        for name, value in matched:
+            m, attr, old = targets[name]
+            if isinstance(old, Parameter):
+                old.data[...] = value
+            elif isinstance(old, np.ndarray) and old.shape:
+                old[...] = value
             else:
-                m, bname = bufs[name]
-                old = getattr(m, bname)
-                if np.shape(old) != value.shape or np.asarray(old).dtype != value.dtype:
-                    raise ValueError(f"load_state_dict: buffer '{name}' has shape {value.shape} dtype {value.dtype}, "
-                                     f"the model expects {np.shape(old)} {np.asarray(old).dtype}")
-                if isinstance(old, np.ndarray) and old.shape:
-                    old[...] = value
-                else:
-                    object.__setattr__(m, bname, value.copy())
+                object.__setattr__(m, attr, value.copy())
+        return IncompatibleKeys(missing, unexpected)
+
+    def _state_targets(self) -> dict:
+        """{dotted name: (owning module, attribute, current value)} of every parameter and buffer."""
+        targets = {}
+        for mname, m in self.named_modules():
+            for attr in list(m._params) + list(m._buffers):
+                targets[f"{mname}.{attr}" if mname else attr] = (m, attr, getattr(m, attr))
+        return targets
 
     # -- running -----------------------------------------------------------
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract

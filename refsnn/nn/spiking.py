@@ -40,7 +40,8 @@ from ..method.neuron import DOMAINS, ROUNDINGS, membrane_potentials, spike_grid,
 from ..method.parametrize import check_bound, check_finite_param, parametrized_width, width_value
 from ..method.protocol import LayerWidths
 from ..method.weight_quant import quantize_weight, weight_grid
-from .layers import Identity, kaiming_normal, make_rng, positive_int
+from ..random import resolve as resolve_rng
+from .layers import Identity, kaiming_normal, positive_int
 from .module import Module, Parameter
 
 
@@ -325,7 +326,7 @@ class SpikingConv2d(_SpikingLayer):
             positive_int(v, "kernel_size", "SpikingConv2d")
         self.kernel_size, self.stride, self.padding = k, stride, padding
         dtype = check_float_dtype(dtype)
-        w = kaiming_normal((out_channels, in_channels) + k, in_channels * k[0] * k[1], make_rng(rng), dtype)
+        w = kaiming_normal((out_channels, in_channels) + k, in_channels * k[0] * k[1], resolve_rng(rng), dtype)
         self._build(w, out_channels, bias, config or SpikingConfig(), dtype)
 
     def _weight_op(self, y, wq):
@@ -353,7 +354,7 @@ class SpikingLinear(_SpikingLayer):
         self.in_features = positive_int(in_features, "in_features", "SpikingLinear")
         self.out_features = positive_int(out_features, "out_features", "SpikingLinear")
         dtype = check_float_dtype(dtype)
-        w = kaiming_normal((out_features, in_features), in_features, make_rng(rng), dtype)
+        w = kaiming_normal((out_features, in_features), in_features, resolve_rng(rng), dtype)
         self._build(w, out_features, bias, config or SpikingConfig(), dtype)
 
     def _weight_op(self, y, wq):

@@ -181,6 +181,39 @@ def mean_vjp(ctx, g):
     return (np.broadcast_to(g / ctx.count, a.shape).copy(),)
 
 
+@primitive
+def amax(ctx, a, *, axis=None, keepdims=False):
+    """Maximum over ``axis`` (None: all); ``Tensor.max``.  Ties share the gradient equally (as ``torch.amax``)."""
+    ctx.axes = _axes(axis, a.ndim, "amax")
+    if a.size == 0:
+        raise ValueError(f"amax: the tensor of shape {a.shape} is empty; a maximum needs at least one element")
+    return np.max(a, axis=ctx.axes, keepdims=keepdims)
+
+
+@amax.defvjp
+def amax_vjp(ctx, g):
+    (a,) = ctx.inputs
+    out = ctx.out
+    if not ctx.kwargs.get("keepdims", False):
+        g, out = np.expand_dims(g, ctx.axes), np.expand_dims(out, ctx.axes)
+    winners = a == out
+    # d max / d a_i = 1 / (number of maxima) at every maximum, 0 elsewhere
+    return (g * winners / winners.sum(axis=ctx.axes, keepdims=True),)
+
+
+def argmax(a, axis=None, keepdims: bool = False) -> Tensor:
+    """Index of the (first) maximum along ``axis`` (None: of the flattened tensor); int64, no gradient."""
+    data = a.data if isinstance(a, Tensor) else np.asarray(a)
+    if axis is not None:
+        axis = _axes(axis, data.ndim, "argmax")
+        if len(axis) != 1:
+            raise ValueError(f"argmax: axis must be None or one int, got {axis!r}")
+        axis = axis[0]
+    if data.size == 0:
+        raise ValueError(f"argmax: the tensor of shape {data.shape} is empty")
+    return Tensor(np.asarray(np.argmax(data, axis=axis, keepdims=keepdims), dtype=np.int64))
+
+
 # -- shapes -------------------------------------------------------------------
 @primitive
 def reshape(ctx, a, *, shape):
@@ -212,12 +245,20 @@ def transpose_vjp(ctx, g):
     return (np.transpose(g, inverse),)
 
 
-def flatten(a, start_dim: int = 1) -> Tensor:
-    """Merge the dimensions from ``start_dim`` on into one (default: keep the batch axis)."""
-    shape = a.shape
-    if not 0 <= start_dim < max(len(shape), 1):
-        raise ValueError(f"flatten: start_dim={start_dim} is out of range for shape {shape}")
-    return reshape(a, shape=tuple(shape[:start_dim]) + (-1,))
+def flatten(a, start_dim: int = 1, end_dim: int = -1) -> Tensor:
+    """Merge the dimensions ``start_dim..end_dim`` into one (default: all but the batch axis, as ``nn.Flatten``).
+
+    ``Tensor.flatten()`` defaults to ``start_dim=0`` (everything), as ``torch.flatten``.
+    """
+    shape = tuple(a.shape)
+    n = max(len(shape), 1)
+    for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not -n <= d < n:
+            raise ValueError(f"flatten: {name}={d!r} is out of range for shape {shape} (allowed {-n}..{n - 1})")
+    start, end = int(start_dim) % n, int(end_dim) % n
+    if start > end:
+        raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim} for shape {shape}")
+    return reshape(a, shape=shape[:start] + (-1,) + shape[end + 1:])
 
 
 @primitive
@@ -303,6 +344,11 @@ Tensor.sum = lambda a, axis=None, keepdims=False: sum(a, axis=axis, keepdims=kee
 Tensor.mean = lambda a, axis=None, keepdims=False: mean(a, axis=axis, keepdims=keepdims)
 Tensor.reshape = lambda a, *shape: reshape(a, shape=shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
 Tensor.transpose = lambda a, *axes: transpose(a, axes=(axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes) or None)
+Tensor.max = lambda a, axis=None, keepdims=False: amax(a, axis=axis, keepdims=keepdims)
+Tensor.argmax = lambda a, axis=None, keepdims=False: argmax(a, axis=axis, keepdims=keepdims)
+Tensor.flatten = lambda a, start_dim=0, end_dim=-1: flatten(a, start_dim, end_dim)
+Tensor.view = Tensor.reshape  # refsnn has no views: the result may share the data array, never the tape node
+Tensor.T = property(lambda a: transpose(a, axes=None))
 Tensor.exp = lambda a: exp(a)
 Tensor.log = lambda a: log(a)
 Tensor.relu = lambda a: relu(a)

@@ -1,4 +1,4 @@
-"""Neural-network ops: linear, conv2d, batch_norm, pools, log_softmax, cross_entropy.
+"""Neural-network ops: linear, conv2d, batch_norm, pools, dropout, softmax, log_softmax, cross_entropy, mse_loss.
 
 Each is a forward (calling a kernel from ``refsnn.kernels`` where there is a hot
 loop) and a named VJP.  Arguments are checked here, at the public boundary.
@@ -10,6 +10,7 @@ import numpy as np
 from ..autograd.tensor import Tensor, primitive
 from ..kernels import conv as _conv
 from ..kernels import pool as _pool
+from ..random import resolve as resolve_rng
 
 
 def _pair(value, name: str, op: str, minimum: int) -> tuple:
@@ -220,13 +221,48 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, impl: str = "numba") -> T
     return _avg_pool2d(x, kernel_size=k, stride=s, padding=p, impl=impl)
 
 
+def _adaptive_bins(n_in: int, n_out: int) -> list:
+    """The windows [start, end) of adaptive pooling: start = floor(i n_in / n_out), end = ceil((i + 1) n_in / n_out)."""
+    return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
+@primitive
+def _adaptive_avg_pool2d(ctx, x, *, output_size):
+    oh, ow = output_size
+    ctx.bins = _adaptive_bins(x.shape[2], oh), _adaptive_bins(x.shape[3], ow)
+    out = np.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
+    for i, (h0, h1) in enumerate(ctx.bins[0]):
+        for j, (w0, w1) in enumerate(ctx.bins[1]):
+            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return out
+
+
+@_adaptive_avg_pool2d.defvjp
+def adaptive_avg_pool2d_vjp(ctx, g):
+    (x,) = ctx.inputs
+    gx = np.zeros_like(x)
+    for i, (h0, h1) in enumerate(ctx.bins[0]):
+        for j, (w0, w1) in enumerate(ctx.bins[1]):
+            # each input of a window gets g / (window size); overlapping windows add up
+            gx[:, :, h0:h1, w0:w1] += g[:, :, i, j, None, None] / ((h1 - h0) * (w1 - w0))
+    return (gx,)
+
+
 def adaptive_avg_pool2d(x, output_size=1) -> Tensor:
-    """Global average pooling to 1x1 (the only output size refsnn's models need)."""
+    """Average pooling to an ``output_size`` (int or pair) grid, as ``torch.nn.functional.adaptive_avg_pool2d``.
+
+    Window i of an axis of length n covers [floor(i n / o), ceil((i + 1) n / o)).
+    Output size 1 (global average pooling, what the models use) is one mean.
+    """
     from .arith import mean
     _check_ndim(x, (4,), "input", "adaptive_avg_pool2d", "N, C, H, W")
-    if output_size not in (1, (1, 1), [1, 1]):
-        raise ValueError(f"adaptive_avg_pool2d: only output_size=1 is supported, got {output_size!r}")
-    return mean(x, axis=(2, 3), keepdims=True)
+    oh, ow = _pair(output_size, "output_size", "adaptive_avg_pool2d", 1)
+    if (oh, ow) == (1, 1):
+        return mean(x, axis=(2, 3), keepdims=True)
+    if oh > x.shape[2] or ow > x.shape[3]:
+        raise ValueError(f"adaptive_avg_pool2d: output_size {(oh, ow)} is larger than the input's "
+                         f"{tuple(x.shape[2:])}; it must be at most the input size")
+    return _adaptive_avg_pool2d(x, output_size=(oh, ow))
 
 
 # -- softmax and loss ---------------------------------------------------------
@@ -240,6 +276,26 @@ def _log_softmax(ctx, x, *, axis):
 def log_softmax_vjp(ctx, g):
     axis = ctx.kwargs["axis"]
     return (g - np.exp(ctx.out) * g.sum(axis=axis, keepdims=True),)
+
+
+@primitive
+def _softmax(ctx, x, *, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@_softmax.defvjp
+def softmax_vjp(ctx, g):
+    s = ctx.out
+    # d s_i / d x_j = s_i (delta_ij - s_j)  =>  g_x = s * (g - sum(g * s))
+    return (s * (g - (g * s).sum(axis=ctx.kwargs["axis"], keepdims=True)),)
+
+
+def softmax(x, axis: int = -1) -> Tensor:
+    """exp(x) / sum exp(x) along ``axis``, computed stably (the max is subtracted first)."""
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"softmax: axis {axis} is out of range for shape {tuple(x.shape)}")
+    return _softmax(x, axis=axis)
 
 
 def log_softmax(x, axis: int = -1) -> Tensor:
@@ -281,3 +337,41 @@ def cross_entropy(logits, labels) -> Tensor:
         raise ValueError("cross_entropy: the logits contain NaN or inf (NaN in a loss); "
                          "check the learning rate and the inputs")
     return _nll(log_softmax(logits, axis=1), labels=labels.astype(np.int64))
+
+
+def mse_loss(input, target, reduction: str = "mean") -> Tensor:
+    """(input - target)^2 averaged (``"mean"``), summed (``"sum"``) or kept elementwise (``"none"``), as torch.
+
+    ``target`` may be a Tensor (its gradient is computed too) or an array of the same shape.
+    """
+    from .arith import mean, mul, sub, sum
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"mse_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if tuple(np.shape(target.data if isinstance(target, Tensor) else target)) != tuple(input.shape):
+        raise ValueError(f"mse_loss: target has shape {tuple(np.shape(getattr(target, 'data', target)))}, "
+                         f"input {tuple(input.shape)}; they must be equal (no broadcasting, unlike torch's warning)")
+    d = sub(input, target)
+    sq = mul(d, d)
+    if reduction == "none":
+        return sq
+    return mean(sq) if reduction == "mean" else sum(sq)
+
+
+def check_dropout_p(p, owner: str) -> float:
+    """A dropout probability must be a number in [0, 1)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p < 1:
+        raise ValueError(f"{owner}: p must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p) (inverted dropout); identity
+    when ``training`` is False or p = 0.  The mask is drawn from ``rng`` (default: the global generator of
+    ``refsnn.manual_seed``)."""
+    from .arith import mul
+    p = check_dropout_p(p, "dropout")
+    if not training or p == 0:
+        return x
+    data = x.data if isinstance(x, Tensor) else np.asarray(x)
+    keep = resolve_rng(rng).random(data.shape) >= p
+    return mul(x, keep.astype(data.dtype) / data.dtype.type(1 - p))
