@@ -7,13 +7,19 @@
 Every parameter belongs to one *group*; a group has its own learning rate (the
 paper's defaults per kind are in ``DEFAULT_LR``: 0.1 for weights, BN/bias,
 thresholds, weight steps and the bit-width parameters, 1e-2 for That).  Groups
-are made by ``param_groups(model)`` from ``Module.parameter_groups()``.
+are made by ``param_groups(model)`` from ``Module.parameter_groups()``; a plain
+list of parameters (``SGD(model.parameters(), lr=0.1)``, as torch) or of
+``(name, parameter)`` pairs (``model.named_parameters()``) is one group.  The
+groups are ``optimizer.param_groups`` (as torch; ``optimizer.groups`` is the same list).
 
 Parameters with ``requires_grad=False`` (frozen widths) or without a gradient
 (``grad is None``: not reached by this loss) are skipped: their value and their
-optimizer state stay as they are.  After every step the groups with a
-``min_value`` are clamped: thresholds V_th and weight steps S_q are kept
->= eps = 1e-5 (METHOD.md section 3).
+optimizer state stay as they are.  After every step each updated threshold V_th
+and weight step S_q is clamped to >= eps = 1e-5 (METHOD.md section 3): the clamp
+belongs to the parameter's ``kind``, whatever the grouping (a group's own
+``min_value``, if any, is applied too).  A gradient or a parameter with NaN or
+inf is an error naming the parameter, raised before anything is updated
+(``max(NaN, eps)`` is NaN: a clamp cannot repair it).
 
 The update, per parameter p with gradient g (group hyper-parameters lr, mu, wd):
 
@@ -56,11 +62,17 @@ def param_groups(model, lr: dict | None = None, weight_decay: float = 1e-4) -> l
         raise ValueError(f"param_groups: unknown parameter kind(s) {sorted(unknown)} in lr; "
                          f"valid kinds: {list(PARAMETER_KINDS)}")
     by_kind = model.parameter_groups()
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def names_of(params):
+        return [names[id(p)] for p in params]
+
     groups = []
     for kind in PARAMETER_KINDS:
         if kind not in by_kind:
             continue
-        groups.append({"name": kind, "params": list(by_kind[kind]), "lr": float(lr.get(kind, DEFAULT_LR[kind])),
+        groups.append({"name": kind, "params": list(by_kind[kind]), "param_names": names_of(by_kind[kind]),
+                       "lr": float(lr.get(kind, DEFAULT_LR[kind])),
                        "weight_decay": float(weight_decay) if kind == "weight" else 0.0,
                        "min_value": EPS if kind in CLAMPED_KINDS else None})
     return groups
@@ -76,6 +88,35 @@ def _check_number(owner: str, name: str, value, lo: float, hi: float = math.inf,
     return float(value)
 
 
+def _as_groups(owner: str, groups) -> list:
+    """A list of group dicts from a list of dicts, of parameters, or of (name, parameter) pairs."""
+    if isinstance(groups, dict):
+        raise TypeError(f"{owner}: expected parameters, (name, parameter) pairs or a list of group dicts, got a dict; "
+                        "pass [group] for one group")
+    groups = list(groups)
+    if not groups:
+        raise ValueError(f"{owner}: no parameters to optimize")
+    if not isinstance(groups[0], dict):  # a plain list of parameters (or of named parameters): one group
+        groups = [{"name": "all", "params": groups}]
+    return groups
+
+
+def _named_group(g: dict) -> dict:
+    """Split ``params`` given as (name, parameter) pairs into ``params`` and ``param_names``."""
+    params = list(g.get("params", ()))
+    if params and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in params):
+        g = dict(g, params=[x[1] for x in params], param_names=[x[0] for x in params])
+    return g
+
+
+def clamp_floor(p, group: dict):
+    """The lower bound of ``p`` after a step: eps for thresholds and weight steps (METHOD.md section 3), the
+    group's ``min_value`` if it has one (the larger of the two), or None."""
+    bounds = [b for b in (EPS if getattr(p, "kind", None) in CLAMPED_KINDS else None, group.get("min_value"))
+              if b is not None]
+    return max(bounds) if bounds else None
+
+
 class Optimizer:
     """Base class: parameter groups, the step counter, zero_grad, clamping and the state dict."""
 
@@ -85,19 +126,18 @@ class Optimizer:
     buffer_names: tuple = ()
 
     def __init__(self, groups, **defaults):
-        groups = list(groups)
-        if groups and not isinstance(groups[0], dict):  # a plain list of parameters: one group
-            groups = [{"name": "all", "params": groups}]
-        if not groups:
-            raise ValueError(f"{type(self).__name__}: no parameters to optimize")
-        self.groups = []
+        groups = [_named_group(g) for g in _as_groups(type(self).__name__, groups)]
+        allowed = {"name", "params", "param_names", "min_value", "lr"} | set(self.defaults)
+        self.param_groups = []
         for i, g in enumerate(groups):
-            unknown = set(g) - {"name", "params", "min_value", "lr"} - set(self.defaults)
+            unknown = set(g) - allowed
             if unknown:
                 raise ValueError(f"{type(self).__name__}: group {i} has unknown option(s) {sorted(unknown)}; "
-                                 f"valid: {sorted({'name', 'params', 'min_value', 'lr'} | set(self.defaults))}")
+                                 f"valid: {sorted(allowed)}")
             group = {"name": g.get("name", f"group{i}"), "params": list(g["params"]),
                      "min_value": g.get("min_value")}
+            if g.get("param_names") is not None:
+                group["param_names"] = list(g["param_names"])
             for key, value in self.defaults.items():
                 group[key] = g.get(key, defaults.get(key, value))
             group["lr"] = g.get("lr", defaults.get("lr"))
@@ -105,9 +145,9 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}: group {group['name']!r} has no learning rate")
             self._check_group(group)
             group["initial_lr"] = float(group["lr"])
-            self.groups.append(group)
+            self.param_groups.append(group)
         seen = set()
-        for g in self.groups:
+        for g in self.param_groups:
             for p in g["params"]:
                 if id(p) in seen:
                     raise ValueError(f"{type(self).__name__}: a parameter appears in two groups "
@@ -117,29 +157,57 @@ class Optimizer:
         self.state: dict = {}
         self.steps = 0  # number of step() calls
 
+    @property
+    def groups(self) -> list:
+        """The same list as ``param_groups`` (the name refsnn used first)."""
+        return self.param_groups
+
     def _check_group(self, g: dict) -> None:
         name = f"{type(self).__name__} group {g['name']!r}"
         _check_number(name, "lr", g["lr"], 0.0)
         _check_number(name, "weight_decay", g.get("weight_decay", 0.0), 0.0)
 
     def zero_grad(self) -> None:
-        for g in self.groups:
+        for g in self.param_groups:
             for p in g["params"]:
                 p.grad = None
 
     def _update(self, p, grad: np.ndarray, state: dict, g: dict) -> None:  # pragma: no cover - per subclass
         raise TypeError(f"{type(self).__name__} must define _update (SGD and Adam do)")
 
+    def _param_name(self, gi: int, pi: int) -> str:
+        g = self.param_groups[gi]
+        names = g.get("param_names")
+        if names is not None:
+            return repr(names[pi])
+        p = g["params"][pi]
+        return f"parameter {pi} of group {g['name']!r} ({p!r})"
+
+    def _check_finite(self) -> None:
+        """Every gradient and value about to be used is finite; otherwise an error naming the parameter."""
+        for gi, g in enumerate(self.param_groups):
+            for pi, p in enumerate(g["params"]):
+                if not p.requires_grad or p.grad is None:
+                    continue
+                for what, arr in (("gradient", p.grad), ("value", p.data)):
+                    bad = ~np.isfinite(arr)
+                    if bad.any():
+                        raise FloatingPointError(
+                            f"{type(self).__name__}.step: the {what} of {self._param_name(gi, pi)} has "
+                            f"{int(bad.sum())} NaN/inf element(s) of {arr.size} (first {arr[bad].ravel()[0]!r}); "
+                            "nothing was updated. Lower the learning rate or check the inputs and the loss")
+
     def step(self) -> None:
         """Update every parameter that requires a gradient and has one; then clamp (section 3)."""
+        self._check_finite()
         self.steps += 1
-        for gi, g in enumerate(self.groups):
+        for gi, g in enumerate(self.param_groups):
             for pi, p in enumerate(g["params"]):
                 if not p.requires_grad or p.grad is None:
                     continue
                 grad = p.grad
                 if grad.shape != p.data.shape or grad.dtype != p.data.dtype:
-                    raise ValueError(f"{type(self).__name__}: gradient of a {g['name']!r} parameter has "
+                    raise ValueError(f"{type(self).__name__}: gradient of {self._param_name(gi, pi)} has "
                                      f"{grad.shape} {grad.dtype}, the parameter {p.data.shape} {p.data.dtype}")
                 if g.get("weight_decay", 0.0):
                     # weight decay (L2) on this group only: g <- g + wd * p
@@ -147,17 +215,18 @@ class Optimizer:
                 state = self.state.setdefault((gi, pi), {"step": 0})
                 state["step"] += 1
                 self._update(p, grad, state, g)
-                if g["min_value"] is not None:
+                floor = clamp_floor(p, g)
+                if floor is not None:
                     # METHOD.md section 3: thresholds and steps stay >= eps
-                    np.maximum(p.data, p.data.dtype.type(g["min_value"]), out=p.data)
+                    np.maximum(p.data, p.data.dtype.type(floor), out=p.data)
 
     def set_lr_factor(self, factor: float) -> None:
         """lr of every group = its initial lr times ``factor`` (used by schedules)."""
-        for g in self.groups:
+        for g in self.param_groups:
             g["lr"] = g["initial_lr"] * factor
 
     def lrs(self) -> dict:
-        return {g["name"]: g["lr"] for g in self.groups}
+        return {g["name"]: g["lr"] for g in self.param_groups}
 
     # -- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -166,7 +235,8 @@ class Optimizer:
         Arrays are copies; parameters are identified by (group, index), so the
         optimizer that loads it must be built over the same model.
         """
-        groups = [{k: v for k, v in g.items() if k != "params"} | {"n_params": len(g["params"])} for g in self.groups]
+        groups = [{k: v for k, v in g.items() if k not in ("params", "param_names")} | {"n_params": len(g["params"])}
+                  for g in self.param_groups]
         state = {}
         for (gi, pi), st in sorted(self.state.items()):
             for key, value in st.items():
@@ -176,9 +246,10 @@ class Optimizer:
     def load_state_dict(self, sd: dict) -> None:
         if sd.get("type") != type(self).__name__:
             raise ValueError(f"load_state_dict: the state is of a {sd.get('type')!r}, this is a {type(self).__name__}")
-        if len(sd["groups"]) != len(self.groups):
-            raise ValueError(f"load_state_dict: {len(sd['groups'])} groups saved, the optimizer has {len(self.groups)}")
-        for g, saved in zip(self.groups, sd["groups"]):
+        if len(sd["groups"]) != len(self.param_groups):
+            raise ValueError(f"load_state_dict: {len(sd['groups'])} groups saved, "
+                             f"the optimizer has {len(self.param_groups)}")
+        for g, saved in zip(self.param_groups, sd["groups"]):
             if saved["name"] != g["name"] or saved["n_params"] != len(g["params"]):
                 raise ValueError(f"load_state_dict: saved group {saved['name']!r} with {saved['n_params']} parameters "
                                  f"does not match group {g['name']!r} with {len(g['params'])}")
@@ -189,9 +260,9 @@ class Optimizer:
         for key, value in sd["state"].items():
             gs, ps, name = key.split(".", 2)
             gi, pi = int(gs[1:]), int(ps[1:])
-            if gi >= len(self.groups) or pi >= len(self.groups[gi]["params"]):
+            if gi >= len(self.param_groups) or pi >= len(self.param_groups[gi]["params"]):
                 raise ValueError(f"load_state_dict: state entry {key!r} names no parameter of this optimizer")
-            p = self.groups[gi]["params"][pi]
+            p = self.param_groups[gi]["params"][pi]
             if name == "step":
                 value = int(value)
             else:

@@ -181,3 +181,41 @@ def test_bad_hyper_parameters_are_named():
     with pytest.raises(ValueError, match="two groups"):
         m = Toy()
         SGD([{"params": [m.w], "lr": 0.1}, {"params": [m.w], "lr": 0.1}])
+
+
+# -- the clamp belongs to the kind; param_groups as torch; NaN is an error -------------------------
+def test_clamp_applies_to_thresholds_and_steps_in_any_grouping():
+    m = Toy()
+    for p in m.parameters():
+        p.grad = np.full(p.shape, 100.0, dtype=p.dtype)  # drives every value far below zero
+    opt = SGD(m.parameters(), lr=1.0, momentum=0.0)       # one plain group, no min_value
+    assert opt.param_groups is opt.groups and opt.param_groups[0]["min_value"] is None
+    opt.step()
+    np.testing.assert_array_equal(m.vth.data, [1e-5, 1e-5])
+    assert float(m.sq.data) == 1e-5
+    assert (m.w.data < 0).all() and (m.b.data < 0).all()  # other kinds are not clamped
+
+
+def test_named_parameters_give_names_and_a_nan_gradient_is_an_error():
+    m = Toy()
+    _set_grads(m)
+    m.vth.grad[1] = np.nan
+    before = {n: p.data.copy() for n, p in m.named_parameters()}
+    for opt in (SGD(param_groups(m)), SGD(m.named_parameters(), lr=0.1), Adam(m.named_parameters(), lr=0.1)):
+        with pytest.raises(FloatingPointError, match=r"gradient of 'vth' has 1 NaN/inf element"):
+            opt.step()
+    for n, p in m.named_parameters():
+        np.testing.assert_array_equal(p.data, before[n])  # nothing was updated
+    with pytest.raises(FloatingPointError, match=r"parameter 3 of group 'all'"):
+        SGD(m.parameters(), lr=0.1).step()
+    m.vth.grad[1] = 0.0
+    m.sq.data[...] = np.inf
+    with pytest.raises(FloatingPointError, match="value of 'sq'"):
+        SGD(param_groups(m)).step()
+
+
+def test_named_groups_keep_the_checkpoint_format():
+    m = Toy()
+    opt = SGD(param_groups(m))
+    assert opt.param_groups[0]["param_names"] == ["w"]
+    assert all("param_names" not in g for g in opt.state_dict()["groups"])
