@@ -6,8 +6,8 @@
     refsnn plots HISTORY.json [--out DIR]                redraw the figures of a run
     refsnn summary --model NAME [...]                    per-layer costs (refsnn.models.costing)
     refsnn bench {conv,neuron,train} [...]               benchmarks (refsnn.bench.*)
-    refsnn verify [--quick] [--report PATH] [--fig-dir DIR] [--only CHECK ...]   the theory checks (verify/)
-    refsnn figures [--quick] [--demo-run DIR]            redraw figures/ (verify checks + the demo's training)
+    refsnn verify [--quick] [--out DIR] [--only CHECK ...]   the theory checks (verify/, installed as refsnn.verify)
+    refsnn figures [--quick] [--out DIR] [--demo-run DIR]   redraw figures/ (verify checks + the demo's training)
     refsnn golden write DIR | check DIR [--against OTHER] golden outputs for other implementations (refsnn.golden)
 
 Exit codes: 0 success, 1 a check failed (verify, demo --strict), 2 a usage or configuration error.
@@ -191,31 +191,33 @@ def _delegate(command: str, argv: list) -> int:
 
 
 def _verify_runner():
-    """The top-level ``verify`` package of the repository (not installed with refsnn), and the repo root."""
+    """``verify.runner``: the checkout's ``verify/`` beside this refsnn, else the installed ``refsnn.verify``."""
     import refsnn
     root = Path(refsnn.__file__).resolve().parents[1]
-    if not (root / "verify" / "runner.py").is_file():
-        raise FileNotFoundError(f"verify: the 'verify' package is not next to refsnn (looked in {root}); it lives at "
-                                "the repository root and is not installed with the package -- run from a clone of "
-                                "the repository (pip install -e .)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module("verify.runner"), root
+    if (root / "verify" / "runner.py").is_file() and (root / "pyproject.toml").is_file():
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        return importlib.import_module("verify.runner")
+    try:
+        return importlib.import_module("refsnn.verify.runner")
+    except ModuleNotFoundError:
+        raise FileNotFoundError(f"verify: the theory checks are missing: no verify/ beside refsnn ({root}) and no "
+                                "refsnn.verify installed; reinstall refsnn (pip install .)") from None
 
 
 def cmd_verify(args) -> int:
     try:
-        runner, root = _verify_runner()
+        runner = _verify_runner()
     except FileNotFoundError as e:
         return _error(str(e))
     report, fig_dir = args.report, args.fig_dir
-    if not args.quick:
-        # the full mode is what the repository keeps: verify/REPORT.md and figures/
-        report = report or str(root / "verify" / "REPORT.md")
-        fig_dir = fig_dir or str(root / "figures")
+    if not args.quick or args.out:
+        # the full mode writes the report and the figures: --out DIR, else the checkout's verify/REPORT.md and
+        # figures/, else ./refsnn-verify/ (never into an installed package)
+        default_report, default_figs = runner.default_outputs(args.out)
+        report, fig_dir = report or default_report, fig_dir or default_figs
     elif report is None and fig_dir is None:
-        print("refsnn verify --quick: printing only (pass --report / --fig-dir to write files; the full mode "
-              "writes verify/REPORT.md and figures/)")
+        print("refsnn verify --quick: printing only (pass --out DIR, --report or --fig-dir to write files)")
     kw = {"only": args.only} if args.only else {}
     return int(runner.run_all(args.quick, report, fig_dir, **kw) or 0)
 
@@ -225,10 +227,11 @@ def cmd_figures(args) -> int:
     import shutil
     import tempfile
     try:
-        runner, root = _verify_runner()
+        runner = _verify_runner()
     except FileNotFoundError as e:
         return _error(str(e))
-    fig_dir = Path(args.out) if args.out else root / "figures"
+    fig_dir = Path(args.out) if args.out else Path(runner.default_outputs()[1])
+    fig_dir.mkdir(parents=True, exist_ok=True)
     status = int(runner.run_all(args.quick, None, str(fig_dir)) or 0)
     from .plots import plots_main
     with tempfile.TemporaryDirectory() as tmp:
@@ -286,16 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plots)
 
     p = sub.add_parser("verify", help="numerical and analytical checks of the theory (verify/ package)")
-    p.add_argument("--quick", action="store_true", help="fewer samples")
-    p.add_argument("--report", default=None, help="write the report (markdown) here (full mode default: "
-                   "verify/REPORT.md)")
-    p.add_argument("--fig-dir", default=None, help="write the figures here (full mode default: figures/)")
+    p.add_argument("--quick", action="store_true", help="fewer samples; prints only unless an output is given")
+    p.add_argument("--out", default=None, metavar="DIR", help="write DIR/REPORT.md and DIR/figures/ (full mode "
+                   "default: the checkout's verify/REPORT.md and figures/; ./refsnn-verify/ when refsnn is installed)")
+    p.add_argument("--report", default=None, help="write the report (markdown) here (overrides --out)")
+    p.add_argument("--fig-dir", default=None, help="write the figures here (overrides --out)")
     p.add_argument("--only", nargs="+", default=None, metavar="CHECK", help="run only these checks (module names)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("figures", help="redraw figures/: the verify checks and the demo's training figures")
     p.add_argument("--quick", action="store_true", help="quick verify mode and a 2-epoch demo (a smoke run)")
-    p.add_argument("--out", default=None, help="directory for the PNG files (default: figures/ of the repository)")
+    p.add_argument("--out", default=None, help="directory for the PNG files (default: figures/ of the checkout; "
+                   "./refsnn-verify/figures/ when refsnn is installed)")
     p.add_argument("--demo-run", default=None, help="use this finished demo run (its history.json) instead of "
                    "training the demo again")
     p.set_defaults(func=cmd_figures)

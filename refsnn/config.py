@@ -54,12 +54,16 @@ an error that names the key, the value and what is allowed.
 from __future__ import annotations
 
 import math
-import tomllib
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli (a dependency there, pyproject.toml)
+    import tomli as tomllib
 
 from .errors import RefsnnError
 from .nn.module import PARAMETER_KINDS

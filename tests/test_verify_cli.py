@@ -11,3 +11,10 @@ def test_refsnn_verify_quick(tmp_path, capsys):
     for claim in ("Theorem 1", "Lemma 1", "renewal", "S-ACE"):
         assert claim.lower() in text.lower(), claim
     assert len(list(figs.glob("*.png"))) >= 5
+
+
+def test_refsnn_verify_out_dir(tmp_path, capsys):
+    rc = main(["verify", "--quick", "--only", "theorem1", "--out", str(tmp_path / "o")])
+    assert rc == 0, capsys.readouterr().out[-3000:]
+    assert "Theorem 1" in (tmp_path / "o" / "REPORT.md").read_text()
+    assert list((tmp_path / "o" / "figures").glob("theory_theorem1*.png"))

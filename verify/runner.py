@@ -45,8 +45,27 @@ MODULES = [
 ]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_REPORT = os.path.join(_HERE, "REPORT.md")
-DEFAULT_FIG_DIR = os.path.join(os.path.dirname(_HERE), "figures")
+#: outside a checkout (refsnn installed by pip) the full mode writes here, under the working directory
+INSTALLED_OUT = "refsnn-verify"
+
+
+def checkout_root() -> str | None:
+    """The repository root when this package runs from a checkout (``verify/`` beside ``pyproject.toml``),
+    None when it runs from an installed copy (``refsnn.verify`` in site-packages)."""
+    root = os.path.dirname(_HERE)
+    is_checkout = os.path.basename(_HERE) == "verify" and os.path.isfile(os.path.join(root, "pyproject.toml"))
+    return root if is_checkout else None
+
+
+def default_outputs(out: str | None = None) -> tuple:
+    """(report path, figure directory) of the full mode: ``out/REPORT.md`` and ``out/figures`` for an explicit
+    ``out``; else the checkout's ``verify/REPORT.md`` and ``figures/``; else ``./refsnn-verify/REPORT.md`` and
+    ``./refsnn-verify/figures`` (an installed package is never written into)."""
+    root = checkout_root()
+    if out is None and root is not None:
+        return os.path.join(root, "verify", "REPORT.md"), os.path.join(root, "figures")
+    out = INSTALLED_OUT if out is None else out
+    return os.path.join(out, "REPORT.md"), os.path.join(out, "figures")
 
 
 def _print_table(rows: list[Result], width: int = 110) -> None:
@@ -72,7 +91,7 @@ def run_all(quick: bool, out_report: str | None, fig_dir: str | None,
     sections, all_rows, status = [], [], 0
     t_all = time.time()
     for name in names:
-        mod = importlib.import_module(f"verify.{name}")
+        mod = importlib.import_module(f"{__package__}.{name}")  # verify.<name> or, installed, refsnn.verify.<name>
         t0 = time.time()
         try:
             res = mod.run(quick=quick, seed=seed)
@@ -166,6 +185,7 @@ def _write_report(path, sections, rows, quick, seed, elapsed, fig_dir=None):
         for fpath, caption in demo:
             rel = os.path.relpath(fpath, rep_dir)
             lines += [f"![{os.path.basename(fpath)}]({rel})", "", f"*Figure `{os.path.basename(fpath)}`.* {caption}", ""]
+    os.makedirs(rep_dir, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines).rstrip() + "\n")
 
@@ -176,13 +196,15 @@ def main(argv=None) -> int:
     g.add_argument("--quick", action="store_true", help="small Monte Carlo (default)")
     g.add_argument("--full", action="store_true", help="full Monte Carlo sizes")
     ap.add_argument("--only", nargs="+", metavar="MODULE", help=f"subset of {MODULES}")
-    ap.add_argument("--report", default=None,
-                    help="report path (default verify/REPORT.md; 'none' to skip)")
-    ap.add_argument("--figures", default=DEFAULT_FIG_DIR, help="figure directory ('none' to skip)")
+    ap.add_argument("--out", default=None, help="write REPORT.md and figures/ here (default: the checkout's "
+                    f"verify/REPORT.md and figures/, or ./{INSTALLED_OUT}/ outside a checkout)")
+    ap.add_argument("--report", default=None, help="report path (overrides --out; 'none' to skip)")
+    ap.add_argument("--figures", default=None, help="figure directory (overrides --out; 'none' to skip)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    report = DEFAULT_REPORT if a.report is None else (None if a.report == "none" else a.report)
-    figs = None if a.figures == "none" else a.figures
+    default_report, default_figs = default_outputs(a.out)
+    report = default_report if a.report is None else (None if a.report == "none" else a.report)
+    figs = default_figs if a.figures is None else (None if a.figures == "none" else a.figures)
     return run_all(quick=not a.full, out_report=report, fig_dir=figs, only=a.only, seed=a.seed)
 
 
