@@ -171,7 +171,7 @@ class Tensor:
         raise TypeError(_numpy_message(f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")))
 
     def __array_function__(self, func, types, args, kwargs):
-        """NumPy functions (``np.mean``, ``np.concatenate``, ...) on a Tensor are a TypeError (they would drop the tape)."""
+        """NumPy functions (``np.mean``, ``np.concatenate``, ...) on a Tensor are a TypeError (they drop the tape)."""
         if func in (np.shape, np.ndim, np.size):
             return func(self.data, *args[1:], **kwargs)
         raise TypeError(_numpy_message(f"np.{func.__name__}"))
