@@ -18,13 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_package_list_names_every_package_and_maps_verify():
-    st = PYPROJECT["tool"]["setuptools"]
+def test_setup_installs_every_package_and_maps_verify(monkeypatch):
+    import runpy
+
+    import setuptools
+    got = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: got.update(kw))
+    monkeypatch.chdir(ROOT)
+    runpy.run_path(str(ROOT / "setup.py"))
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "refsnn").rglob("__init__.py")
              if "__pycache__" not in p.parts}
-    assert set(st["packages"]) == found | {"refsnn.verify"}
-    assert st["package-dir"] == {"refsnn.verify": "verify"}
-    assert (ROOT / "verify" / "__init__.py").is_file() and (ROOT / "verify" / "runner.py").is_file()
+    assert sorted(got["packages"]) == sorted(found | {"refsnn.verify"})
+    assert got["package_dir"] == {"refsnn.verify": "verify"}
+    assert "packages" not in PYPROJECT.get("tool", {}).get("setuptools", {})  # one place says it: setup.py
 
 
 def test_tomllib_or_tomli_as_requires_python_says():
@@ -71,7 +77,7 @@ def test_pip_install_runs_verify_from_another_directory(tmp_path):
     """Not editable: a copy of the sources is installed into a venv that sees this environment's numpy/numba."""
     src = tmp_path / "src"
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "pyproject.toml",
-                            "README.md", "LICENSE", "refsnn", "verify"],
+                            "setup.py", "README.md", "LICENSE", "refsnn", "verify"],
                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         if (ROOT / f).is_file():
@@ -87,7 +93,10 @@ def test_pip_install_runs_verify_from_another_directory(tmp_path):
     site = Path(subprocess.run([str(py), "-c", "import refsnn, os; print(os.path.dirname(refsnn.__file__))"],
                                capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip())
     assert site.parent.name == "site-packages" and str(site).startswith(str(venv)), site
-    assert (site / "verify" / "runner.py").is_file() and not (site / "verify" / "REPORT.md").exists()
+    assert not (site / "verify" / "REPORT.md").exists()
+    sources = {f[len("refsnn/"):] for f in files if f.startswith("refsnn/") and f.endswith(".py")}
+    sources |= {f for f in files if f.startswith("verify/") and f.endswith(".py")}
+    assert {str(p.relative_to(site)) for p in site.rglob("*.py")} == sources  # every module, nothing else
     before = _tree(site)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
