@@ -81,3 +81,12 @@ def test_every_equation_number_is_in_the_method_doc():
                + [f"App. A.{n}" for n in range(6, 14)] + ["Alg. 1", "Alg. 2", "Alg. A.1"])
     missing = [n for n in numbers if not re.search(re.escape(n) + r"(?![0-9])", method)]
     assert not missing, f"docs/method.md does not state {missing}"
+
+
+def test_every_figure_has_a_caption():
+    figures = sorted(p.name for p in (DOCS.parent / "figures").glob("*.png"))
+    text = (DOCS / "figures.md").read_text()
+    captioned = set(re.findall(r"^### `([^`]+\.png)`", text, re.M))
+    assert figures, "figures/ holds no PNG"
+    assert not set(figures) - captioned, f"figures without a caption in docs/figures.md: {sorted(set(figures) - captioned)}"
+    assert not captioned - set(figures), f"docs/figures.md captions missing files: {sorted(captioned - set(figures))}"
