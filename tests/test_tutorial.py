@@ -90,3 +90,12 @@ def test_every_figure_has_a_caption():
     assert figures, "figures/ holds no PNG"
     assert not set(figures) - captioned, f"figures without a caption in docs/figures.md: {sorted(set(figures) - captioned)}"
     assert not captioned - set(figures), f"docs/figures.md captions missing files: {sorted(captioned - set(figures))}"
+
+
+def test_readme_snippet_shows_what_it_says(tmp_path, monkeypatch, capsys):
+    """The README's library snippet runs, and every gradient it prints is non-zero, as its comment claims."""
+    readme = DOCS.parent / "README.md"
+    out = run_blocks(readme, tmp_path, monkeypatch, capsys)
+    numbers = [float(v) for v in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", out)]
+    assert len(numbers) >= 6, out
+    assert all(v != 0.0 for v in numbers), f"a printed gradient is zero: {out}"
