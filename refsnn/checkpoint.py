@@ -7,6 +7,7 @@ RNG note, optimizer/schedule counters, initial averages, history, versions).
     save_checkpoint(trainer, path)      write both files of a ``refsnn.train.Trainer``
     load_checkpoint(path) -> Checkpoint read and check both files
     restore(trainer, checkpoint)        put the saved state into a freshly built Trainer
+    run_config(checkpoint, ...)         the configuration of a run rebuilt from a checkpoint (with changes)
     resume_changes(path, config, ...)   the resume-compatibility rule: the changes a resumed run takes from a
                                         configuration file, or a ConfigError if it differs in any other key
 
@@ -137,6 +138,22 @@ def restore(trainer, ck: Checkpoint) -> None:
     trainer.epoch = ck.epoch
     trainer.history = list(meta["history"])
     trainer.initial = dict(meta["initial"])
+
+
+def run_config(ck: Checkpoint, epochs: int | None = None, out_dir=None, **config_changes) -> TrainConfig:
+    """The configuration a run rebuilt from ``ck`` uses: the saved one with ``epochs`` / ``out_dir`` / other
+    changes; ValueError if it asks for fewer epochs than the checkpoint has done."""
+    cfg = ck.config
+    changes = dict(config_changes)
+    if epochs is not None:
+        changes["epochs"] = int(epochs)
+    if out_dir is not None:
+        changes["out_dir"] = str(out_dir)
+    if changes:
+        cfg = cfg.replace(**changes)
+    if cfg.epochs < ck.epoch:
+        raise ValueError(f"epochs = {cfg.epochs} is fewer than the {ck.epoch} epochs the checkpoint has done")
+    return cfg
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list:

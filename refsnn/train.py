@@ -28,7 +28,7 @@ import numpy as np
 
 from . import functional as F
 from .autograd.tensor import Tensor, no_grad
-from .checkpoint import load_checkpoint, restore, save_checkpoint
+from .checkpoint import load_checkpoint, restore, run_config, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import DataLoader, Dataset, get_dataset
 from .method.regulate import Penalties, Targets, regulating_loss
@@ -298,17 +298,7 @@ class Trainer:
         changes the cosine schedule, so only an unchanged configuration resumes bit-identically).
         """
         ck = load_checkpoint(path)
-        cfg = ck.config
-        changes = dict(config_changes)
-        if epochs is not None:
-            changes["epochs"] = int(epochs)
-        if out_dir is not None:
-            changes["out_dir"] = str(out_dir)
-        if changes:
-            cfg = cfg.replace(**changes)
-        if cfg.epochs < ck.epoch:
-            raise ValueError(f"epochs = {cfg.epochs} is fewer than the {ck.epoch} epochs the checkpoint has done")
-        tr = cls(cfg, progress=progress, stream=stream)
+        tr = cls(run_config(ck, epochs, out_dir, **config_changes), progress=progress, stream=stream)
         restore(tr, ck)
         return tr
 

@@ -15,7 +15,12 @@ Widths do not change during a few steps, so the observers of Alg. 1 do not fire:
 these are steps without a step-size renewal (a renewal adds one grid search of
 K candidates on the data of the quantizer that changed).
 
+With ``--against torch`` every case is also timed in the PyTorch port (``refsnn.torch.bench``: the
+same model, batch and step) with as many torch threads as numba has, and the table gets the port's
+median and the ratio refsnn / port per model and dtype.
+
     python -m refsnn.bench.train [--quick] [--repeats N] [--models resnet20,tiny_resnet] [--dtypes float32,float64]
+                                 [--against torch]
 """
 from __future__ import annotations
 
@@ -32,7 +37,17 @@ import numpy as np
 CASES = {"resnet20": {"batch": 16, "data": "random 3x32x32"}, "tiny_resnet": {"batch": 64, "data": "digits 1x8x8"}}
 
 
-def _step_fn(model_name: str, dtype: str, batch: int):
+def case_batch(model_name: str, dt, batch: int) -> tuple:
+    """The fixed batch of a case: the first digits, or random 3x32x32 images with random labels."""
+    if model_name == "tiny_resnet":
+        from refsnn.data import load_digits
+        ds = load_digits("train", dtype=dt)
+        return ds.x[:batch], ds.y[:batch]
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((batch, 3, 32, 32)).astype(dt), rng.integers(0, 10, batch).astype(np.int64)
+
+
+def refsnn_step(model_name: str, dtype: str, batch: int):
     """A closure that runs one training step of ``model_name`` on a fixed batch."""
     from refsnn import functional as F
     from refsnn.autograd.tensor import Tensor
@@ -42,14 +57,7 @@ def _step_fn(model_name: str, dtype: str, batch: int):
     from refsnn.optim import SGD, param_groups
 
     dt = np.dtype(dtype)
-    if model_name == "tiny_resnet":
-        from refsnn.data import load_digits
-        ds = load_digits("train", dtype=dt)
-        x, y = ds.x[:batch], ds.y[:batch]
-    else:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((batch, 3, 32, 32)).astype(dt)
-        y = rng.integers(0, 10, batch).astype(np.int64)
+    x, y = case_batch(model_name, dt, batch)
     model = get_model(model_name, num_classes=10, seed=0, dtype=dt)
     layers = [l for _, l in spiking_layers(model)]
     opt = SGD(param_groups(model, weight_decay=1e-4), momentum=0.9)
@@ -69,9 +77,8 @@ def _step_fn(model_name: str, dtype: str, batch: int):
     return step
 
 
-def run_case(model_name: str, dtype: str, repeats: int, batch: int | None = None) -> dict:
-    batch = batch or CASES[model_name]["batch"]
-    step = _step_fn(model_name, dtype, batch)
+def _time(step, repeats: int) -> tuple:
+    """(warm-up seconds, [seconds of each timed step])."""
     t = time.perf_counter()
     step()  # warm-up: LSQ initialisation, numba compilation
     warm = time.perf_counter() - t
@@ -80,6 +87,25 @@ def run_case(model_name: str, dtype: str, repeats: int, batch: int | None = None
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
+    return warm, times
+
+
+def against_torch(model_name: str, dtype: str, repeats: int, batch: int | None = None) -> dict:
+    """The same step in the PyTorch port, with as many torch threads as numba uses (needs the torch extra)."""
+    import numba
+    from refsnn.torch.bench import step_fn
+    batch = batch or CASES[model_name]["batch"]
+    x, y = case_batch(model_name, np.dtype(dtype), batch)
+    threads = numba.get_num_threads()
+    warm, times = _time(step_fn(model_name, dtype, x, y, threads), repeats)
+    return {"torch_threads": threads, "torch_warmup_s": warm, "torch_median_s": float(np.median(times)),
+            "torch_min_s": float(min(times))}
+
+
+def run_case(model_name: str, dtype: str, repeats: int, batch: int | None = None) -> dict:
+    batch = batch or CASES[model_name]["batch"]
+    step = refsnn_step(model_name, dtype, batch)
+    warm, times = _time(step, repeats)
     tracemalloc.start()
     step()
     _, peak = tracemalloc.get_traced_memory()
@@ -98,6 +124,10 @@ def format_table(rows: list) -> str:
     cells = [(r["model"], str(r["batch"]), r["dtype"], f"{r['median_s']:.3f}", f"{r['min_s']:.3f}",
               f"{r['samples_per_s']:.1f}", f"{r['warmup_s']:.2f}", f"{r['peak_traced_mb']:.0f}",
               f"{r['max_rss_mb']:.0f}") for r in rows]
+    if rows and all("torch_median_s" in r for r in rows):
+        head += ("torch s/step", "refsnn / torch")
+        cells = [c + (f"{r['torch_median_s']:.3f}", f"{r['median_s'] / r['torch_median_s']:.2f}")
+                 for c, r in zip(cells, rows)]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths))),
              "  ".join("-" * w for w in widths)]
@@ -113,6 +143,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="tiny_resnet,resnet20", help="comma-separated: tiny_resnet,resnet20")
     ap.add_argument("--dtypes", default="float32,float64", help="comma-separated: float32,float64")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ap.add_argument("--against", choices=("torch",), default=None,
+                    help="also time the same step in the PyTorch port (refsnn.torch; needs the torch extra) with "
+                         "the same number of threads, and report the ratio")
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     dtypes = [d for d in args.dtypes.split(",") if d]
@@ -134,6 +167,11 @@ def main(argv=None) -> int:
             else:
                 reps = 3 if m == "resnet20" else 5
             rows.append(run_case(m, d, reps))
+            if args.against == "torch":
+                try:
+                    rows[-1].update(against_torch(m, d, reps))
+                except ImportError as e:
+                    ap.error(f"--against torch needs the PyTorch port: {e}")
             if not args.json:
                 print(f"  {m} {d}: {rows[-1]['median_s']:.3f} s/step", file=sys.stderr, flush=True)
     if args.json:

@@ -60,7 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "of the manifest's, to detect any change of refsnn's numbers")
     c.add_argument("--cases", nargs="+", metavar="GLOB", help="only the cases whose name matches a glob")
     c.add_argument("-q", "--quiet", action="store_true", help="print only the failures and the summary")
+    c.add_argument("--impl", choices=("refsnn", "torch"), default="refsnn",
+                   help="who re-computes the cases: refsnn (default) or the PyTorch port refsnn.torch (needs the "
+                        "'torch' extra; the same as python -m refsnn.torch.golden DIR)")
     return ap
+
+
+def _torch_compute():
+    """The torch port's case functions (imported only when asked for: refsnn itself never needs torch)."""
+    try:
+        from importlib import import_module
+        return import_module("refsnn.torch.golden").COMPUTE
+    except ImportError as e:
+        print(f"refsnn golden: error: --impl torch needs the PyTorch port ({e}); pip install -e '.[torch]'",
+              file=sys.stderr)
+        return None
 
 
 def main(argv=None) -> int:
@@ -71,8 +85,17 @@ def main(argv=None) -> int:
             write_golden(args.dir, _choices(args.convention, CONVENTIONS), _choices(args.dtype, DTYPES),
                          seed=args.seed, patterns=args.cases)
             return 0
+        compute = None
+        if args.impl == "torch":
+            if args.against or args.strict:
+                print("refsnn golden: error: --impl torch re-computes the sets; it takes neither --against nor "
+                      "--strict", file=sys.stderr)
+                return 2
+            compute = _torch_compute()
+            if compute is None:
+                return 2
         ok = check_golden(args.dir, against=args.against, strict=args.strict, patterns=args.cases,
-                          verbose=not args.quiet)
+                          verbose=not args.quiet, compute=compute)
         return 0 if ok else 1
     except GoldenError as e:
         print(f"refsnn golden: error: {e}", file=sys.stderr)

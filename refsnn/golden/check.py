@@ -136,8 +136,8 @@ def _selected(cases, patterns):
     return [c for c in cases if not patterns or any(fnmatch.fnmatchcase(c["name"], p) for p in patterns)]
 
 
-def check_set(d: Path, report: Report, strict=False, patterns=None, rel="."):
-    """Re-compute every case of the set in ``d`` with this refsnn and compare."""
+def check_set(d: Path, report: Report, strict=False, patterns=None, rel=".", compute=None):
+    """Re-compute every case of the set in ``d`` with this refsnn (or ``compute``, see ``run_case``) and compare."""
     man = load_manifest(d)
     dtype = np.dtype(man["dtype"])
     for case in _selected(man["cases"], patterns):
@@ -150,7 +150,7 @@ def check_set(d: Path, report: Report, strict=False, patterns=None, rel="."):
         params.setdefault("convention", man["convention"])
         f64 = tuple(params.get("float64_arrays", ()))
         try:
-            got = run_case(case["kind"], params, arrays, dtype, f64)
+            got = run_case(case["kind"], params, arrays, dtype, f64, compute)
         except Exception as e:  # a case refsnn cannot compute any more is a failure, not a crash
             report.fail_case(label, f"re-computing failed: {type(e).__name__}: {e}")
             continue
@@ -201,15 +201,16 @@ def against_set(d: Path, ref: Path, report: Report, strict=False, patterns=None,
         print(f"note: {len(extra)} case(s) of {d} are not in the reference: {', '.join(extra)}", file=report.out)
 
 
-def check_golden(directory, against=None, strict=False, patterns=None, verbose=True, out=None) -> bool:
-    """``refsnn golden check``: True when every compared array passes."""
+def check_golden(directory, against=None, strict=False, patterns=None, verbose=True, out=None, compute=None) -> bool:
+    """``refsnn golden check``: True when every compared array passes.  ``compute``: re-compute with another
+    implementation's ``{kind: function}`` (``refsnn golden check --impl torch``) instead of refsnn."""
     out = out or sys.stdout
     t0 = time.perf_counter()
     report = Report(out, verbose)
     sets = find_sets(directory)
     if against is None:
         for rel, d in sets:
-            check_set(d, report, strict, patterns, rel)
+            check_set(d, report, strict, patterns, rel, compute)
     else:
         ref_sets = find_sets(against)
         if len(sets) == 1 and len(ref_sets) == 1:

@@ -181,20 +181,26 @@ def compute_cost(p, a):
                           dtype=np.float32)
         set_widths(model, {k: np.asarray(v, np.float32) for k, v in a.items()})
         cost = model_costs(model, tuple(p["input_shape"]), wst=tuple(p["wst"]) if p["wst"] else None)
-        nb = max(len(lc.B_s) for lc in cost.layers)
-        B_s = np.zeros((len(cost.layers), nb), np.int64)
-        for i, lc in enumerate(cost.layers):
-            B_s[i, :len(lc.B_s)] = lc.B_s
-        col = lambda attr: [getattr(lc, attr) for lc in cost.layers]  # noqa: E731
-        _COST_MEMO[key] = {
-            "output.macs": i64(col("macs")), "output.n_w": i64(col("n_w")), "output.n_f": i64(col("n_f")),
-            "output.B_w": i64(col("B_w")), "output.B_s": B_s, "output.T_l": i64(col("T")),
-            "output.spiking": i64(col("spiking")), "output.bit_budget_l": i64(col("bit_budget")),
-            "output.s_ace_l": i64(col("s_ace")), "output.s_ace_star_l": i64(col("s_ace_star")),
-            "output.size_mb": np.asarray(col("size_mb"), np.float64),
-            "output.mean_B_s": np.asarray([lc.mean_B_s if lc.spiking else 0.0 for lc in cost.layers], np.float64),
-            "output.W": np.float64(cost.W), "output.S": np.float64(cost.S), "output.T": np.float64(cost.T),
-            "output.bit_budget": np.float64(cost.bit_budget), "output.total_macs": i64(cost.macs),
-            "output.total_s_ace": i64(cost.s_ace), "output.total_s_ace_star": i64(cost.s_ace_star),
-            "output.total_size_mb": np.float64(cost.size_mb)}
+        _COST_MEMO[key] = cost_arrays(cost)
     return {k: v.copy() for k, v in _COST_MEMO[key].items()}
+
+
+def cost_arrays(cost) -> dict:
+    """The ``output.*`` arrays of a cost case (docs/golden.md 6.7) from a ``ModelCost``; shared with other
+    implementations' case functions (refsnn.torch.golden)."""
+    nb = max(len(lc.B_s) for lc in cost.layers)
+    B_s = np.zeros((len(cost.layers), nb), np.int64)
+    for i, lc in enumerate(cost.layers):
+        B_s[i, :len(lc.B_s)] = lc.B_s
+    col = lambda attr: [getattr(lc, attr) for lc in cost.layers]  # noqa: E731
+    return {
+        "output.macs": i64(col("macs")), "output.n_w": i64(col("n_w")), "output.n_f": i64(col("n_f")),
+        "output.B_w": i64(col("B_w")), "output.B_s": B_s, "output.T_l": i64(col("T")),
+        "output.spiking": i64(col("spiking")), "output.bit_budget_l": i64(col("bit_budget")),
+        "output.s_ace_l": i64(col("s_ace")), "output.s_ace_star_l": i64(col("s_ace_star")),
+        "output.size_mb": np.asarray(col("size_mb"), np.float64),
+        "output.mean_B_s": np.asarray([lc.mean_B_s if lc.spiking else 0.0 for lc in cost.layers], np.float64),
+        "output.W": np.float64(cost.W), "output.S": np.float64(cost.S), "output.T": np.float64(cost.T),
+        "output.bit_budget": np.float64(cost.bit_budget), "output.total_macs": i64(cost.macs),
+        "output.total_s_ace": i64(cost.s_ace), "output.total_s_ace_star": i64(cost.s_ace_star),
+        "output.total_size_mb": np.float64(cost.size_mb)}

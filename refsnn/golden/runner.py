@@ -54,14 +54,16 @@ def convention_of(name) -> Convention:
     return get_convention(name)
 
 
-def run_case(kind: str, params: dict, inputs: dict, dtype, float64_arrays=()) -> dict:
-    """Compute a case with refsnn: its ``output.*`` and ``grad.*`` arrays, in the set's dtype."""
-    if kind not in COMPUTE:
-        raise GoldenError(f"unknown case kind {kind!r}; this refsnn knows {sorted(COMPUTE)}")
+def run_case(kind: str, params: dict, inputs: dict, dtype, float64_arrays=(), compute=None) -> dict:
+    """Compute a case with refsnn (or with ``compute``, another implementation's ``{kind: function}``, e.g.
+    ``refsnn.torch.golden.COMPUTE``): its ``output.*`` and ``grad.*`` arrays, in the set's dtype."""
+    compute = COMPUTE if compute is None else compute
+    if kind not in compute:
+        raise GoldenError(f"unknown case kind {kind!r}; this implementation knows {sorted(compute)}")
     arrays = cast_inputs({k: v for k, v in inputs.items() if k.split(".", 1)[0] in INPUT_PREFIXES},
                           np.dtype(dtype), float64_arrays)
     # the case's convention by name (as in the manifest) -> the Convention the method functions take
-    res = COMPUTE[kind](dict(params, convention=convention_of(params["convention"])), arrays)
+    res = compute[kind](dict(params, convention=convention_of(params["convention"])), arrays)
     out = {}
     for k, v in res.items():
         if v is None:

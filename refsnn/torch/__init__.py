@@ -1,0 +1,26 @@
+"""refsnn in PyTorch: the method, its layers and models, verified by the golden outputs (METHOD.md 16).
+
+    pip install -e ".[torch]"
+
+    functions   torch.autograd.Functions: weight quantizer (Eq. 6, 18-19), refined neuron (Eq. 12-17, 20)
+    layers      SpikingConv2d / SpikingLinear with refsnn.nn's parameters, buffers and names
+    renewal     observers and LSQ initialisation, reduced over the ranks of a DDP run (Alg. 1-2)
+    regulate    the regulating loss (Eq. 21); costing: the cost table (Eq. 7-8)
+    models      tiny_resnet, resnet20, resnet18, sew_resnet34, mirrored from refsnn.models
+    checkpoint  refsnn checkpoints <-> torch models
+    golden      python -m refsnn.torch.golden DIR  (= refsnn golden check DIR --impl torch)
+    train       python -m refsnn.torch.train --config FILE  (torchrun --nproc_per_node N ... for DDP)
+
+Nothing else in refsnn imports torch; this package needs it.
+"""
+try:
+    import torch  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the installation
+    raise ImportError("refsnn.torch needs PyTorch: pip install -e '.[torch]' (or pip install torch)") from e
+
+from .functions import quantize_weight, round_clip, spiking_neuron
+from .layers import SpikingConv2d, SpikingLayer, SpikingLinear, spiking_layers
+from .models import from_refsnn, get_model, load_numpy_state, state_to_numpy, to_refsnn
+
+__all__ = ["quantize_weight", "round_clip", "spiking_neuron", "SpikingConv2d", "SpikingLinear", "SpikingLayer",
+           "spiking_layers", "from_refsnn", "get_model", "load_numpy_state", "state_to_numpy", "to_refsnn"]

@@ -1,0 +1,279 @@
+"""The golden cases computed by the torch port: ``python -m refsnn.torch.golden DIR`` (= ``refsnn golden
+check DIR --impl torch``).
+
+One ``compute_<kind>(params, arrays) -> {output.*, grad.*}`` per case kind of docs/golden.md
+section 6, written against this package only (torch tensors in the set's dtype); refsnn's own
+checker (``refsnn.golden.check_golden(..., compute=COMPUTE)``) feeds them every case of every
+set and compares with the documented tolerances.  A case kind added to the golden sets needs
+one entry here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from ..golden.model_cases import cost_arrays
+from ..method.conventions import get_convention
+from ..method.neuron import ROUNDINGS, spike_grid
+from ..method.regulate import Penalties, Targets
+from ..method.weight_quant import weight_grid
+from ..nn.spiking import SpikingConfig
+from .functions import emit, membrane, quantize_weight, round_clip, spiking_neuron
+from .layers import SpikingConv2d, SpikingLinear, spiking_layers
+from .models import get_model, load_numpy_state, state_to_numpy
+from .optim import SGD, clamp_steps, param_groups
+from .regulate import layer_costs, learnable, model_averages, model_costs, regulating_loss
+from .renewal import grid_scores, grid_search, observe
+
+WIDTH_PARAMS = ("weight_width", "spike_width", "time")
+TORCH = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64}
+
+
+def _leaf(a) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, copy=True)).requires_grad_(True)
+
+
+def _np(t):
+    return None if t is None else t.detach().cpu().numpy().copy()
+
+
+def _i64(a):
+    return np.asarray(a).astype(np.int64)
+
+
+def _spikes(x, V, B, T, domain, shift, tau, reset_decay):
+    """(v (T, ...), S (T, ...) int64) of the neuron (Eq. 13-15)."""
+    _, v = membrane(x, V, B, T, domain, shift, tau, reset_decay)
+    S = torch.stack([emit(v[t] / V[t], B[t], domain, shift) for t in range(T)])
+    return _np(v), _i64(_np(S))
+
+
+# =============================================================================================
+# weight quantizer, neuron, one spiking layer
+# =============================================================================================
+def compute_weight_quant(p, a):
+    w, step, bhat = _leaf(a["param.weight"]), _leaf(a["param.step"]), _leaf(a["param.width_param"])
+    # Eq. 11: B_w = round(clip(Bhat_w, 1, bound))
+    B = round_clip(bhat, p["bound"], "weight_width")
+    # Eq. 6
+    wq = quantize_weight(w, step, B, convention=p["convention"])
+    wq.backward(torch.from_numpy(a["grad_output.w_q"]))
+    s = torch.clamp(step.detach(), min=1e-5)
+    sb = s.reshape((-1,) + (1,) * (w.dim() - 1)) if s.dim() == 1 else s
+    return {"output.w_q": _np(wq), "output.level": _i64(_np(torch.round(wq.detach() / sb))),
+            "output.B_w": _i64(_np(B)), "grad.weight": _np(w.grad), "grad.step": _np(step.grad),
+            "grad.width_param": _np(bhat.grad)}
+
+
+def compute_neuron(p, a):
+    x, vth = _leaf(a["input.x"]), _leaf(a["param.v_th"])
+    bhat, that = _leaf(a["param.width_param"]), _leaf(a["param.T_param"])
+    # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, bound));  Eq. 10: T = round(clip(That, 1, T_bound))
+    B = round_clip(bhat, p["bound"], "spike_width").expand(p["T_bound"])
+    T = round_clip(that, p["T_bound"], "time")
+    V = vth.expand(p["T_bound"])     # temporal-wise: (T_bound,) already; shared: one value on every step
+    y = spiking_neuron(x, V, B, T, domain=p["domain"], rounding=p["rounding"], tau=p["tau"],
+                       convention=p["convention"])
+    y.backward(torch.from_numpy(a["grad_output.y"]))
+    Bi, Ti = [int(b) for b in B.tolist()], int(T.item())
+    v, S = _spikes(x.detach(), V.detach(), Bi, Ti, p["domain"], p["shift"], float(p["tau"]),
+                   get_convention(p["convention"]).reset_decay)
+    return {"output.y": _np(y), "output.v": v, "output.S": S, "output.B_s": _i64(Bi), "output.T": _i64(Ti),
+            "grad.x": _np(x.grad), "grad.v_th": _np(vth.grad), "grad.width_param": _np(bhat.grad),
+            "grad.T_param": _np(that.grad)}
+
+
+def _layer(p, dtype):
+    cfg = SpikingConfig(**p["config"], convention=p["convention"])
+    if p["layer"] == "conv":
+        return SpikingConv2d(p["in_channels"], p["out_channels"], p["kernel_size"], stride=p["stride"],
+                             padding=p["padding"], bias=p["bias"], config=cfg, dtype=dtype)
+    return SpikingLinear(p["in_features"], p["out_features"], bias=p["bias"], config=cfg, dtype=dtype)
+
+
+def compute_spiking_layer(p, a):
+    x = _leaf(a["input.x"])
+    layer = _layer(p, x.dtype)
+    with torch.no_grad():
+        for name, prm in layer.named_parameters():
+            prm.copy_(torch.from_numpy(a[f"param.{name}"]))
+    layer.eval()
+    z = layer(x)
+    z.backward(torch.from_numpy(a["grad_output.z"]))
+    out = {"output.z": _np(z), "grad.x": _np(x.grad)}
+    for name, prm in layer.named_parameters():
+        out[f"grad.{name}"] = _np(prm.grad)
+    c = layer.config
+    with torch.no_grad():
+        B_w, B_s, T = layer.widths()
+        y = layer.neuron(x)
+        wq = quantize_weight(layer.weight, layer.weight_step, B_w, convention=c.convention)
+        Bi, Ti = [int(b) for b in B_s.tolist()], int(T.item())
+        v, S = _spikes(x, layer.thresholds(), Bi, Ti, c.domain, ROUNDINGS[c.rounding], float(c.tau),
+                       get_convention(c.convention).reset_decay)
+    out.update({"output.y": _np(y), "output.v": v, "output.S": S, "output.w_q": _np(wq),
+                "output.B_w": _i64(_np(B_w)), "output.B_s": _i64(Bi), "output.T": _i64(Ti)})
+    return out
+
+
+# =============================================================================================
+# tiny_resnet: regulating loss, cost table
+# =============================================================================================
+def _tiny(p, dtype, seed=0):
+    cfg = SpikingConfig(**p["config"], convention=p["convention"])
+    return get_model("tiny_resnet", dtype=dtype, config=cfg, layer_configs=p.get("layer_configs") or None,
+                     input_neuron=p.get("input_neuron", True), seed=seed)
+
+
+def _set_widths(model, a) -> None:
+    with torch.no_grad():
+        for name, l in spiking_layers(model):
+            for pn in WIDTH_PARAMS:
+                key = f"param.{name}.{pn}"
+                if key in a:
+                    getattr(l, pn).copy_(torch.from_numpy(np.asarray(a[key])))
+
+
+def _layer_table(model) -> dict:
+    layers = spiking_layers(model)
+    nb = max(l.config.time_bound for _, l in layers)
+    B_s = np.zeros((len(layers), nb), np.int64)
+    rows = {"n_w": [], "B_w": [], "T": []}
+    for i, (_, l) in enumerate(layers):
+        bw, bs, t = l.width_values()
+        rows["n_w"].append(l.weight.numel())
+        rows["B_w"].append(bw)
+        rows["T"].append(t)
+        B_s[i, :len(bs)] = bs
+    return {"output.n_w": _i64(rows["n_w"]), "output.B_w": _i64(rows["B_w"]), "output.B_s": B_s,
+            "output.T_l": _i64(rows["T"])}
+
+
+def compute_regulate(p, a):
+    dtype = TORCH[next(v.dtype for k, v in a.items() if k.startswith("param."))]
+    model = _tiny(p, dtype)
+    _set_widths(model, a)
+    layer_costs(model, tuple(p["input_shape"]))   # one eval forward: N_f of each layer
+    layers = [l for _, l in spiking_layers(model)]
+    avg = model_averages(layers)
+    loss, _ = regulating_loss(layers, Targets(**p["targets"]), Penalties(**p["penalties"]))
+    loss.backward()
+    out = {"output.W": _np(avg["W"]), "output.S": _np(avg["S"]), "output.T": _np(avg["T"]), "output.loss": _np(loss)}
+    out.update(_layer_table(model))
+    out["output.n_f"] = _i64([int(np.prod(l.in_shape)) for l in layers])
+    out["output.counted"] = _i64([learnable(l) for l in layers])
+    for name, l in spiking_layers(model):
+        for pn in WIDTH_PARAMS:
+            prm = getattr(l, pn, None)
+            if prm is not None and prm.requires_grad and prm.grad is not None:
+                out[f"grad.{name}.{pn}"] = _np(prm.grad)
+    return out
+
+
+def compute_cost(p, a):
+    model = get_model(p["model"], dtype=torch.float32, layer_configs=p.get("layer_configs") or None,
+                      input_neuron=p["input_neuron"])
+    _set_widths(model, {k: np.asarray(v, np.float32) for k, v in a.items()})
+    cost = model_costs(model, tuple(p["input_shape"]), wst=tuple(p["wst"]) if p["wst"] else None)
+    return cost_arrays(cost)
+
+
+# =============================================================================================
+# renewal: grid search, observer
+# =============================================================================================
+def compute_grid_search(p, a):
+    X = torch.from_numpy(a["input.X"])
+    lo, hi, score = grid_search(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"])
+    scores, _, _ = grid_scores(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"])
+    return {"output.v_min": np.float64(lo), "output.v_max": np.float64(hi), "output.score": np.float64(score),
+            "output.scores": _np(scores)}
+
+
+def compute_observer(p, a):
+    formula = get_convention(p["convention"]).renewal_formula
+    b_old, v_rmin, v_rmax = int(a["input.b_old0"]), float(a["input.v_rmin0"]), float(a["input.v_rmax0"])
+    rows = {k: [] for k in ("fired", "step", "b_old", "v_rmin", "v_rmax", "q_min", "q_max")}
+    for X, B in zip(a["input.X"], a["input.B"]):
+        q_min, q_max = spike_grid(int(B), "positive") if p["quantizer"] == "spike_positive" else weight_grid(int(B))
+        r = observe(torch.from_numpy(np.array(X)), int(B), b_old, v_rmin, v_rmax, q_min, q_max, K=p["K"], p=p["p"],
+                    symmetric=p["symmetric"], formula=formula)
+        b_old, v_rmin, v_rmax = r.b_old, r.v_rmin, r.v_rmax
+        for k, v in (("fired", int(r.fired)), ("step", r.step if r.fired else 0.0), ("b_old", b_old),
+                     ("v_rmin", v_rmin), ("v_rmax", v_rmax), ("q_min", q_min), ("q_max", q_max)):
+            rows[k].append(v)
+    return {f"output.{k}": (np.asarray(v, np.float64) if k in ("step", "v_rmin", "v_rmax") else _i64(v))
+            for k, v in rows.items()}
+
+
+# =============================================================================================
+# one training step (Alg. A.1)
+# =============================================================================================
+def compute_train_step(p, a):
+    dtype = TORCH[a["input.x"].dtype]
+    model = _tiny(p, dtype, seed=p["model_seed"])
+    state = {k.split(".", 1)[1]: v for k, v in a.items() if k.startswith("param.")}
+    state.update({k[len("input.state."):]: v for k, v in a.items() if k.startswith("input.state.")})
+    load_numpy_state(model, state)
+    layers = spiking_layers(model)
+    acts = {}
+    for name, l in layers:
+        l.register_forward_pre_hook(lambda m, args, _n=name: acts.__setitem__(_n, _np(args[0])))
+    model.train()
+    logits = model(torch.from_numpy(a["input.x"]))
+    ce = torch.nn.functional.cross_entropy(logits, torch.from_numpy(a["input.labels"]))
+    reg, avg = regulating_loss([l for _, l in layers], Targets(**p["targets"]), Penalties(**p["penalties"]))
+    loss = ce + reg
+    out = {"output.logits": _np(logits), "output.loss_task": _np(ce), "output.loss_reg": _np(reg),
+           "output.loss": _np(loss)}
+    for k in ("W", "S", "T"):
+        out[f"output.{k}"] = np.asarray(avg[k])
+    for name, l in layers:
+        out[f"output.act.{name}"] = acts[name]
+        out[f"output.forward.{name}.threshold"] = _np(l.threshold)
+        out[f"output.forward.{name}.weight_step"] = _np(l.weight_step)
+    opt = SGD(param_groups(model, lr=p["lr"], weight_decay=p["weight_decay"]), lr=0.0, momentum=p["momentum"])
+    opt.zero_grad()
+    loss.backward()
+    for name, prm in model.named_parameters():
+        if prm.grad is not None:
+            out[f"grad.{name}"] = _np(prm.grad)
+    opt.step()
+    clamp_steps(opt)
+    params = dict(model.named_parameters())
+    for k, v in state_to_numpy(model).items():
+        out[("output.updated." if k in params else "output.state.") + k] = v
+    return out
+
+
+COMPUTE = {"weight_quant": compute_weight_quant, "neuron": compute_neuron, "spiking_layer": compute_spiking_layer,
+           "regulate": compute_regulate, "grid_search": compute_grid_search, "observer": compute_observer,
+           "cost": compute_cost, "train_step": compute_train_step}
+
+
+def check(directory, patterns=None, verbose=True, out=None) -> bool:
+    """Re-compute every case of every golden set under ``directory`` with the torch port and compare
+    (refsnn's checker and tolerances)."""
+    from ..golden import check_golden
+    return check_golden(directory, patterns=patterns, verbose=verbose, out=out, compute=COMPUTE)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m refsnn.torch.golden",
+                                 description="Check the torch port against golden sets (docs/golden.md).")
+    ap.add_argument("dir", metavar="DIR")
+    ap.add_argument("--cases", nargs="+", metavar="GLOB")
+    ap.add_argument("-q", "--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    from ..golden import GoldenError
+    try:
+        return 0 if check(args.dir, args.cases, verbose=not args.quiet) else 1
+    except GoldenError as e:
+        print(f"refsnn.torch.golden: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

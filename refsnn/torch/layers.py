@@ -1,0 +1,252 @@
+"""SpikingConv2d and SpikingLinear as ``torch.nn.Module``s: neuron + squeeze + quantized weight (METHOD.md 5).
+
+The same parameters, buffers and names as ``refsnn.nn.SpikingConv2d`` / ``SpikingLinear``
+(so a state dict moves between the two unchanged) and the same ``refsnn.nn.SpikingConfig``:
+
+    weight, bias, weight_step (S_q), weight_width (Bhat_w), threshold (V_th^t), spike_width (Bhat_s^t),
+    time (That);  buffers initialized, renew_spike, renew_weight, obs_w_bold/vrmin/vrmax, obs_s_bold/vrmin/vrmax
+
+A training forward pass first initialises the steps by the LSQ rule (METHOD.md 11, first batch),
+then lets the bit-width observers renew the steps whose rounded width changed (Alg. 1-2,
+Eq. 24-25); both reduce their statistics over the ranks of a data-parallel run (``renewal``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..method.budget import LayerCost
+from ..method.conventions import get_convention
+from ..method.neuron import ROUNDINGS, spike_grid
+from ..method.parametrize import width_value
+from ..method.weight_quant import weight_grid
+from ..nn.spiking import SpikingConfig
+from . import renewal as R
+from .functions import membrane, quantize_weight, round_clip, spiking_neuron
+
+
+class SpikingLayer(nn.Module):
+    """What SpikingConv2d and SpikingLinear share (the weight op and its MACs differ)."""
+
+    kind = ""
+
+    def _build(self, weight_shape: tuple, out_channels: int, bias: bool, config: SpikingConfig, dtype, device):
+        if not isinstance(config, SpikingConfig):
+            raise TypeError(f"{type(self).__name__}: config must be a refsnn.nn.SpikingConfig, got {type(config).__name__}")
+        c = self.config = config
+        fk = {"dtype": dtype, "device": device}
+        self.weight = nn.Parameter(torch.empty(weight_shape, **fk))
+        nn.init.kaiming_normal_(self.weight, nonlinearity="relu")
+        self.bias = nn.Parameter(torch.zeros(out_channels, **fk)) if bias else None
+        n_steps = c.time_bound if c.temporal_wise else 1
+        self.weight_step = nn.Parameter(torch.ones((out_channels,) if c.per_channel_step else (), **fk))
+        self.weight_width = nn.Parameter(torch.tensor(float(c.weight_bits), **fk), requires_grad=c.learn_weight_bits)
+        if c.input_neuron:
+            self.threshold = nn.Parameter(torch.ones(n_steps, **fk))
+            self.spike_width = nn.Parameter(torch.full((n_steps,), float(c.spike_bits), **fk),
+                                            requires_grad=c.learn_spike_bits)
+            self.time = nn.Parameter(torch.tensor(float(c.time_steps), **fk), requires_grad=c.learn_time)
+        b = {"device": device}
+        self.register_buffer("initialized", torch.tensor(False, **b))
+        self.register_buffer("renew_spike", torch.tensor(c.renewal in ("spike", "both") and c.input_neuron, **b))
+        self.register_buffer("renew_weight", torch.tensor(c.renewal in ("weight", "both"), **b))
+        n_obs_w = out_channels if c.per_channel_step else 1
+        i64, f64 = {"dtype": torch.int64, **b}, {"dtype": torch.float64, **b}
+        self.register_buffer("obs_w_bold", torch.full((n_obs_w,), int(width_value(c.weight_bits, c.weight_bound)), **i64))
+        self.register_buffer("obs_w_vrmin", torch.full((n_obs_w,), math.inf, **f64))
+        self.register_buffer("obs_w_vrmax", torch.full((n_obs_w,), -math.inf, **f64))
+        if c.input_neuron:
+            self.register_buffer("obs_s_bold", torch.full((n_steps,), int(width_value(c.spike_bits, c.spike_bound)),
+                                                          **i64))
+            self.register_buffer("obs_s_vrmin", torch.full((n_steps,), math.inf, **f64))
+            self.register_buffer("obs_s_vrmax", torch.full((n_steps,), -math.inf, **f64))
+        #: data-parallel ranks whose equal shards form the global batch (N of the LSQ scale; set by the trainer)
+        self.ranks = 1
+        self.renewal_events: list = []   # (kind, index, B_new, step) of the last forward pass
+        self.in_shape = None             # per-sample input shape seen last (for the cost model)
+        self.out_shape = None
+
+    # -- widths (Eq. 9-11) -------------------------------------------------------------
+    def widths(self) -> tuple:
+        """Tensors (B_w, B_s^t for t = 1..T_bound, T) with straight-through gradients (Eq. 9-11)."""
+        c = self.config
+        # Eq. 11: B_w = round(clip(Bhat_w, 1, B_w,bound))
+        B_w = round_clip(self.weight_width, c.weight_bound, "weight_width")
+        if not c.input_neuron:
+            return B_w, None, None
+        # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, B_s,bound))   (shared over time: one value on every step)
+        B_s = round_clip(self.spike_width, c.spike_bound, "spike_width").expand(c.time_bound)
+        # Eq. 10: T = round(clip(That, 1, T_bound))
+        T = round_clip(self.time, c.time_bound, "time")
+        return B_w, B_s, T
+
+    def width_values(self) -> tuple:
+        """Integer (B_w, [B_s^t for t <= T], T) now."""
+        c = self.config
+        B_w = int(width_value(float(self.weight_width.detach()), c.weight_bound))
+        if not c.input_neuron:
+            return B_w, [], 1
+        T = int(width_value(float(self.time.detach()), c.time_bound))
+        bs = np.broadcast_to(width_value(self.spike_width.detach().cpu().double().numpy(), c.spike_bound),
+                             (c.time_bound,))
+        return B_w, [int(b) for b in bs[:T]], T
+
+    def thresholds(self) -> torch.Tensor:
+        """V_th^t for t = 1..T_bound (a shared threshold repeated)."""
+        return self.threshold.expand(self.config.time_bound)
+
+    # -- METHOD.md 11: LSQ initialisation at the first training batch (global batch, METHOD.md 16) --------
+    def _initialize(self, x: torch.Tensor) -> None:
+        c = self.config
+        B_w, _, _ = self.width_values()
+        q_w = weight_grid(B_w)[1]
+        # section 11: S_q = 2 mean|w| / sqrt(q_max)  (weights are equal on every rank)
+        if c.per_channel_step:
+            means = torch.abs(self.weight.detach()).double().reshape(self.weight.shape[0], -1).mean(dim=1)
+            self.weight_step.copy_(torch.tensor([R.lsq_init(float(m), q_w) for m in means], dtype=self.weight.dtype))
+        else:
+            self.weight_step.fill_(R.lsq_init(float(torch.abs(self.weight.detach()).double().mean()), q_w))
+        if c.input_neuron:
+            bs = width_value(self.spike_width.detach().cpu().double().numpy(), c.spike_bound)
+            mean_a = R.global_mean_abs(x)
+            # section 11: V_th^t = 2 mean|a| / sqrt(q_max)
+            self.threshold.copy_(torch.tensor([R.lsq_init(mean_a, spike_grid(int(b), c.domain)[1]) for b in bs],
+                                              dtype=self.threshold.dtype))
+        self.initialized.fill_(True)
+
+    # -- Alg. 1: observers, before quantizing ------------------------------------------------
+    def _renew_spike_steps(self, x: torch.Tensor) -> None:
+        c = self.config
+        conv = get_convention(c.convention)
+        bs = [int(b) for b in np.broadcast_to(width_value(self.spike_width.detach().cpu().double().numpy(),
+                                                          c.spike_bound), (c.time_bound,))]
+        T = int(width_value(float(self.time.detach()), c.time_bound))
+        for t in range(min(T, c.time_bound if c.temporal_wise else 1)):
+            B = bs[t]
+            if B == int(self.obs_s_bold[t]):  # Alg. 1 step 1
+                continue
+            # the data X of this quantizer: v^t under the current thresholds (earlier steps possibly just renewed)
+            _, v = membrane(x.detach(), self.thresholds().detach(), bs, t + 1, c.domain, ROUNDINGS[c.rounding], c.tau,
+                            conv.reset_decay)
+            q_min, q_max = spike_grid(B, c.domain)
+            res = R.observe(v[t], B, int(self.obs_s_bold[t]), float(self.obs_s_vrmin[t]), float(self.obs_s_vrmax[t]),
+                            q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=(c.domain == "bidirectional"),
+                            formula=conv.renewal_formula)
+            self.obs_s_bold[t], self.obs_s_vrmin[t], self.obs_s_vrmax[t] = res.b_old, res.v_rmin, res.v_rmax
+            if res.fired:
+                # Eq. 25: overwrite the step V_th^t
+                self.threshold[t] = max(res.step, R.EPS)
+                self.renewal_events.append(("spike", t, int(res.b_old), res.step))
+
+    def _renew_weight_step(self) -> None:
+        c = self.config
+        B = int(width_value(float(self.weight_width.detach()), c.weight_bound))
+        q_min, q_max = weight_grid(B)
+        formula = get_convention(c.convention).renewal_formula
+        w = self.weight.detach()
+        groups = list(w) if c.per_channel_step else [w]
+        for i, X in enumerate(groups):
+            if B == int(self.obs_w_bold[i]):  # Alg. 1 step 1
+                continue
+            res = R.observe(X, B, int(self.obs_w_bold[i]), float(self.obs_w_vrmin[i]), float(self.obs_w_vrmax[i]),
+                            q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=None, formula=formula)
+            self.obs_w_bold[i], self.obs_w_vrmin[i], self.obs_w_vrmax[i] = res.b_old, res.v_rmin, res.v_rmax
+            if res.fired:
+                # Eq. 25: overwrite the step S_q
+                if c.per_channel_step:
+                    self.weight_step[i] = max(res.step, R.EPS)
+                else:
+                    self.weight_step.fill_(max(res.step, R.EPS))
+                self.renewal_events.append(("weight", i, int(res.b_old), res.step))
+
+    # -- forward -------------------------------------------------------------------------------
+    def neuron(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 12-15: the input neuron over T steps and the temporal squeeze (squeeze mode)."""
+        c = self.config
+        _, B_s, T = self.widths()
+        return spiking_neuron(x, self.thresholds(), B_s, T, domain=c.domain, rounding=c.rounding, tau=c.tau,
+                              convention=c.convention, ranks=self.ranks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if x.dtype != self.weight.dtype:
+            raise TypeError(f"{type(self).__name__}: input is {x.dtype}, the layer is {self.weight.dtype}")
+        self.renewal_events = []
+        if self.training:
+            with torch.no_grad():
+                if not bool(self.initialized):
+                    self._initialize(x)
+                if bool(self.renew_weight):
+                    self._renew_weight_step()
+                if c.input_neuron and bool(self.renew_spike):
+                    self._renew_spike_steps(x)
+        y = self.neuron(x) if c.input_neuron else x
+        # Eq. 6: quantized weights
+        B_w = round_clip(self.weight_width, c.weight_bound, "weight_width")
+        wq = quantize_weight(self.weight, self.weight_step, B_w, convention=c.convention)
+        z = self.weight_op(y, wq)
+        self.in_shape, self.out_shape = tuple(x.shape[1:]), tuple(z.shape[1:])
+        return z
+
+    def weight_op(self, y, wq):  # pragma: no cover - defined by the subclasses
+        raise TypeError(f"{type(self).__name__} must define weight_op")
+
+    # -- cost model (Eq. 7-8) ----------------------------------------------------------------------
+    def cost(self, name: str = "") -> LayerCost:
+        """This layer's entry of the cost model (refsnn.method.budget), from the last forward pass's shapes."""
+        if self.in_shape is None:
+            raise ValueError(f"{type(self).__name__} {name}: run a forward pass first (the cost model needs the "
+                             "input shape)")
+        B_w, B_s, T = self.width_values()
+        spiking = self.config.input_neuron
+        return LayerCost(name=name, kind=self.kind, macs=self.macs(), n_w=int(self.weight.numel()),
+                         n_f=int(np.prod(self.in_shape)), B_w=B_w, B_s=B_s if spiking else [], T=T if spiking else 1,
+                         spiking=spiking)
+
+
+class SpikingConv2d(SpikingLayer):
+    """Neuron + squeeze + quantized-weight 2-D convolution (METHOD.md 5.1, Eq. 6, Eq. 12-15)."""
+    kind = "conv"
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
+                 config: SpikingConfig | None = None, dtype=torch.float64, device=None):
+        super().__init__()
+        k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
+        self.stride, self.padding = stride, padding
+        self._build((out_channels, in_channels) + k, out_channels, bias, config or SpikingConfig(), dtype, device)
+
+    def weight_op(self, y, wq):
+        return nn.functional.conv2d(y, wq, self.bias, stride=self.stride, padding=self.padding)
+
+    def macs(self) -> int:
+        # METHOD.md section 2: H_out * W_out * k_h * k_w * C_in * C_out
+        return int(self.out_shape[1] * self.out_shape[2] * self.kernel_size[0] * self.kernel_size[1]
+                   * self.in_channels * self.out_channels)
+
+
+class SpikingLinear(SpikingLayer):
+    """Neuron + squeeze + quantized-weight linear layer."""
+    kind = "linear"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, config: SpikingConfig | None = None,
+                 dtype=torch.float64, device=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self._build((out_features, in_features), out_features, bias, config or SpikingConfig(), dtype, device)
+
+    def weight_op(self, y, wq):
+        return nn.functional.linear(y, wq, self.bias)
+
+    def macs(self) -> int:
+        # METHOD.md section 2: in * out
+        return int(self.in_features * self.out_features)
+
+
+def spiking_layers(model: nn.Module) -> list:
+    """(name, layer) of every spiking layer of a torch model, in definition order (DDP's ``module.`` stripped)."""
+    inner = getattr(model, "module", model)
+    return [(n, m) for n, m in inner.named_modules() if isinstance(m, SpikingLayer)]
