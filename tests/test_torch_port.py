@@ -198,3 +198,17 @@ def test_bench_train_against_torch_runs_the_same_step(capsys):
     a, b = refsnn_step("tiny_resnet", "float64", 8), step_fn("tiny_resnet", "float64", x, y, 1)
     for _ in range(2):
         assert abs(a() - b()) < 1e-10
+
+
+def test_resume_is_bit_identical(tmp_path):
+    from refsnn.torch.models import state_to_numpy
+    from refsnn.torch.train import TorchTrainer
+    full = TorchTrainer(_config(tmp_path / "full", epochs=2), progress="none")
+    full.fit()
+    part = TorchTrainer(_config(tmp_path / "part", epochs=2), progress="none")
+    part.fit(until=1)
+    resumed = TorchTrainer.from_checkpoint(tmp_path / "part" / "checkpoint.npz", progress="none")
+    resumed.fit()
+    a, b = state_to_numpy(full.model), state_to_numpy(resumed.model)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert full.history[-1]["train_loss"] == resumed.history[-1]["train_loss"]

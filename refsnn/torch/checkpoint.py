@@ -127,9 +127,11 @@ def load_model(path, device=None, dtype=None) -> torch.nn.Module:
     return model
 
 
-def rebuild(cls, path, epochs=None, out_dir=None, **kw):
-    """``cls(config, **kw)`` (a port's trainer class) from the checkpoint at ``path``, its state restored."""
+def rebuild(cls, path, changes: dict, **kw):
+    """``cls(config, **kw)`` (a port's trainer class) from the checkpoint at ``path``, its state restored;
+    ``changes``: configuration changes (``epochs``, ``out_dir``, ...; None values are ignored)."""
     ck = load_checkpoint(path)
-    tr = cls(run_config(ck, epochs, out_dir), **kw)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    tr = cls(run_config(ck, changes.pop("epochs", None), changes.pop("out_dir", None), **changes), **kw)
     restore(tr, ck)
     return tr

@@ -37,6 +37,7 @@ from torch import nn
 
 from ..config import ConfigError, TrainConfig, load_config
 from ..method.regulate import Penalties, Targets
+from ..checkpoint import resume_changes
 from ..report import Progress
 from ..train import Trainer, build_datasets, build_model, build_schedule
 from . import checkpoint as ckpt
@@ -219,10 +220,10 @@ class TorchTrainer(Trainer):
 
     @classmethod
     def from_checkpoint(cls, path, epochs=None, out_dir=None, progress=None, stream=None, device=None,
-                        sync_bn=False) -> "TorchTrainer":
+                        sync_bn=False, **config_changes) -> "TorchTrainer":
         """Continue a run from a refsnn-format checkpoint (written by refsnn or by the port)."""
-        return ckpt.rebuild(cls, path, epochs, out_dir, device=device, sync_bn=sync_bn, progress=progress,
-                            stream=stream)
+        return ckpt.rebuild(cls, path, dict(config_changes, epochs=epochs, out_dir=out_dir), device=device,
+                            sync_bn=sync_bn, progress=progress, stream=stream)
 
 
 def setup_distributed(device_arg: str | None) -> torch.device:
@@ -241,7 +242,9 @@ def setup_distributed(device_arg: str | None) -> torch.device:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="refsnn-torch", description="Train with the PyTorch port of refsnn "
                                  "(Algorithm A.1) from a refsnn TOML config; data-parallel under torchrun.")
-    ap.add_argument("--config", required=True, help="a refsnn TOML config (refsnn/configs/*.toml)")
+    ap.add_argument("--config", default=None, help="a refsnn TOML config (refsnn/configs/*.toml); with --resume "
+                                                   "optional, and it must agree with the checkpoint's (refsnn's "
+                                                   "resume rule: only epochs, out_dir, progress, ... may change)")
     ap.add_argument("--device", default=None, help="cpu, cuda (default: cuda if available); under torchrun the "
                                                      "rank's local GPU")
     ap.add_argument("--sync-bn", action="store_true",
@@ -254,13 +257,16 @@ def main(argv=None) -> int:
     if argv[:1] == ["train"]:   # refsnn-torch train --config FILE
         argv = argv[1:]
     args = ap.parse_args(argv)
+    if not (args.config or args.resume):
+        ap.error("give --config FILE (a new run) or --resume CHECKPOINT (and optionally --config)")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         device = setup_distributed(args.device)
         if args.resume:
-            tr = TorchTrainer.from_checkpoint(args.resume, epochs=args.epochs, out_dir=args.out_dir, device=device,
-                                              sync_bn=args.sync_bn)
+            changes = resume_changes(args.resume, load_config(args.config), args.config) if args.config else {}
+            changes.update({k: v for k, v in (("epochs", args.epochs), ("out_dir", args.out_dir)) if v is not None})
+            tr = TorchTrainer.from_checkpoint(args.resume, device=device, sync_bn=args.sync_bn, **changes)
         else:
             cfg = load_config(args.config)
             changes = {k: v for k, v in (("epochs", args.epochs), ("out_dir", args.out_dir)) if v is not None}
