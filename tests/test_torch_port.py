@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from refsnn.autograd.tensor import Tensor, no_grad, tensor  # noqa: E402
 from refsnn.golden import main as golden_main  # noqa: E402
+from refsnn.method import get_convention  # noqa: E402
 from refsnn.method.neuron import spiking_neuron as np_neuron  # noqa: E402
 from refsnn.method.weight_quant import quantize_weight as np_quantize  # noqa: E402
 from refsnn.models import get_model as np_model  # noqa: E402
@@ -37,7 +38,7 @@ def test_golden_cli_impl_torch_and_a_failing_case(tmp_path, capsys):
     assert "PASS: 6 case(s)" in capsys.readouterr().out
     # a port that is wrong must fail: the torch neuron with the other convention's C3 on a C3 case
     from refsnn.torch import golden as G
-    wrong = dict(G.COMPUTE, neuron=lambda p, a: G.compute_neuron(dict(p, convention="official"), a))
+    wrong = dict(G.COMPUTE, neuron=lambda p, a: G.compute_neuron(dict(p, convention=get_convention("official")), a))
     from refsnn.golden import check_golden
     assert not check_golden(GOLDEN / "paper-float64", patterns=["neuron_pos_B2_T3_round_tau2_temporal"],
                             verbose=False, out=io.StringIO(), compute=wrong)
@@ -57,7 +58,7 @@ def test_neuron_function_equals_refsnn_forward_and_backward(seed, B, T, tau, dom
     vth = rng.uniform(0.2, 0.8, 3)
     bits = np.array([float(B), float(max(1, B - 1)), float(B + 1)])
     g = rng.standard_normal(x.shape)
-    kw = dict(domain=domain, rounding=rounding, tau=tau, convention=conv)
+    kw = dict(domain=domain, rounding=rounding, tau=tau, convention=get_convention(conv))
     a = [tensor(x, requires_grad=True), tensor(vth, requires_grad=True), tensor(bits, requires_grad=True),
          tensor(np.array(float(T)), requires_grad=True)]
     y = np_neuron(*a, **kw)
@@ -79,6 +80,7 @@ def test_weight_quant_function_equals_refsnn_forward_and_backward(seed, B, per_c
     step = rng.uniform(0.01, 0.05, 4) if per_channel else np.array(rng.uniform(0.01, 0.05))
     g = rng.standard_normal(w.shape)
     a = [tensor(w, requires_grad=True), tensor(step, requires_grad=True), tensor(np.array(float(B)), requires_grad=True)]
+    conv = get_convention(conv)
     wq = np_quantize(*a, convention=conv)
     wq.backward(g)
     b = [_t(w, True), _t(step, True), _t(np.array(float(B)), True)]

@@ -27,10 +27,10 @@ the cost model).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Number
 from typing import Any, Protocol, runtime_checkable
 
 from .. import functional as F
-from ..autograd.tensor import Tensor
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ class SpikingLayerProtocol(Protocol):
 def weighted_average(pairs):
     """sum_l X_l N_l / sum_l N_l over ``(X_l, N_l)`` pairs (X_l a number or a tape tensor); None if empty.
 
-    With a tape tensor among the X_l it is summed as sum_l X_l (N_l / N), so that the gradient reaching
+    With a tape tensor among the X_l (anything but a plain number: refsnn's Tensor, or a port's autograd
+    tensor) it is summed as sum_l X_l (N_l / N), so that the gradient reaching
     each X_l is its share N_l / N; with numbers only, as (sum_l X_l N_l) / N, one rounding after the
     (exact, for integer widths) numerator.  The two orders are the arithmetic the regulating loss
     and the cost table have always used; they agree up to the last bit.
@@ -80,7 +81,7 @@ def weighted_average(pairs):
     pairs = [(x, n) for x, n in pairs]
     if not pairs:
         return None
-    if any(isinstance(x, Tensor) for x, _ in pairs):
+    if any(not isinstance(x, Number) for x, _ in pairs):   # a tape tensor (refsnn's, or another autograd's)
         total = float(sum(n for _, n in pairs))
         acc = None
         for x, n in pairs:

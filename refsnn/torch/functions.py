@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from ..method.conventions import Convention, get_convention
+from ..method.conventions import PAPER, Convention, check_convention
 from ..method.neuron import DOMAINS, ROUNDINGS, spike_grid
 from ..method.weight_quant import weight_grid
 
@@ -121,8 +121,9 @@ class WeightQuant(torch.autograd.Function):
         return gw, gstep, gbits, None
 
 
-def quantize_weight(w, step, bits, convention="paper") -> torch.Tensor:
-    """Eq. 6 with LSQ gradients.  ``step``: 0-d or (C_out,), finite and > 0; ``bits``: 0-d integer-valued tensor."""
+def quantize_weight(w, step, bits, convention: Convention = PAPER) -> torch.Tensor:
+    """Eq. 6 with LSQ gradients.  ``step``: 0-d or (C_out,), finite and > 0; ``bits``: 0-d integer-valued tensor;
+    ``convention``: a resolved ``refsnn.method.Convention`` (C1, C2)."""
     if not (step.dim() == 0 or (step.dim() == 1 and step.shape[0] == w.shape[0])):
         raise ValueError(f"quantize_weight: step must be a scalar or have shape ({w.shape[0]},), got {tuple(step.shape)}")
     if not bool((torch.isfinite(step) & (step > 0)).all()):
@@ -130,7 +131,7 @@ def quantize_weight(w, step, bits, convention="paper") -> torch.Tensor:
     b = float(bits.item())
     if not b.is_integer() or b < 1:
         raise ValueError(f"quantize_weight: bits must be one integer >= 1, got {b!r}")
-    return WeightQuant.apply(w, step, bits, get_convention(convention))
+    return WeightQuant.apply(w, step, bits, check_convention(convention, "quantize_weight: convention"))
 
 
 # =============================================================================================
@@ -234,7 +235,7 @@ class RefinedNeuron(torch.autograd.Function):
 
 
 def spiking_neuron(I, v_th, bits, T, *, domain: str = "positive", rounding: str = "round", tau: float = 1.0,
-                   convention="paper", ranks: int = 1) -> torch.Tensor:
+                   convention: Convention = PAPER, ranks: int = 1) -> torch.Tensor:
     """Refined spiking neuron over T steps, returning the squeezed map y (Eq. 12-15).
 
     ``v_th``, ``bits``: (T_bound,) tensors (thresholds > 0, integer-valued widths from ``round_clip``);
@@ -259,5 +260,5 @@ def spiking_neuron(I, v_th, bits, T, *, domain: str = "positive", rounding: str 
         raise ValueError(f"spiking_neuron: bits must be integers >= 1 with the shape of v_th, got {b.cpu().tolist()!r}")
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
         raise ValueError(f"spiking_neuron: ranks must be an integer >= 1, got {ranks!r}")
-    return RefinedNeuron.apply(I, v_th, bits, T, domain, ROUNDINGS[rounding], float(tau), get_convention(convention),
-                               ranks)
+    conv = check_convention(convention, "spiking_neuron: convention")
+    return RefinedNeuron.apply(I, v_th, bits, T, domain, ROUNDINGS[rounding], float(tau), conv, ranks)

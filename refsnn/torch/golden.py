@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ..golden.model_cases import cost_arrays
-from ..method.conventions import get_convention
 from ..method.neuron import ROUNDINGS, spike_grid
 from ..method.regulate import Penalties, Targets
 from ..method.weight_quant import weight_grid
@@ -25,7 +24,7 @@ from .functions import emit, membrane, quantize_weight, round_clip, spiking_neur
 from .layers import SpikingConv2d, SpikingLinear, spiking_layers
 from .models import get_model, load_numpy_state, state_to_numpy
 from .optim import SGD, clamp_steps, param_groups
-from .regulate import layer_costs, learnable, model_averages, model_costs, regulating_loss
+from .regulate import layer_costs, model_averages, model_costs, regulating_loss
 from .renewal import grid_scores, grid_search, observe
 
 WIDTH_PARAMS = ("weight_width", "spike_width", "time")
@@ -80,7 +79,7 @@ def compute_neuron(p, a):
     y.backward(torch.from_numpy(a["grad_output.y"]))
     Bi, Ti = [int(b) for b in B.tolist()], int(T.item())
     v, S = _spikes(x.detach(), V.detach(), Bi, Ti, p["domain"], p["shift"], float(p["tau"]),
-                   get_convention(p["convention"]).reset_decay)
+                   p["convention"].reset_decay)
     return {"output.y": _np(y), "output.v": v, "output.S": S, "output.B_s": _i64(Bi), "output.T": _i64(Ti),
             "grad.x": _np(x.grad), "grad.v_th": _np(vth.grad), "grad.width_param": _np(bhat.grad),
             "grad.T_param": _np(that.grad)}
@@ -113,7 +112,7 @@ def compute_spiking_layer(p, a):
         wq = quantize_weight(layer.weight, layer.weight_step, B_w, convention=c.convention)
         Bi, Ti = [int(b) for b in B_s.tolist()], int(T.item())
         v, S = _spikes(x, layer.thresholds(), Bi, Ti, c.domain, ROUNDINGS[c.rounding], float(c.tau),
-                       get_convention(c.convention).reset_decay)
+                       c.convention.reset_decay)
     out.update({"output.y": _np(y), "output.v": v, "output.S": S, "output.w_q": _np(wq),
                 "output.B_w": _i64(_np(B_w)), "output.B_s": _i64(Bi), "output.T": _i64(Ti)})
     return out
@@ -164,7 +163,7 @@ def compute_regulate(p, a):
     out = {"output.W": _np(avg["W"]), "output.S": _np(avg["S"]), "output.T": _np(avg["T"]), "output.loss": _np(loss)}
     out.update(_layer_table(model))
     out["output.n_f"] = _i64([int(np.prod(l.in_shape)) for l in layers])
-    out["output.counted"] = _i64([learnable(l) for l in layers])
+    out["output.counted"] = _i64([l.has_learnable_width for l in layers])
     for name, l in spiking_layers(model):
         for pn in WIDTH_PARAMS:
             prm = getattr(l, pn, None)
@@ -193,7 +192,7 @@ def compute_grid_search(p, a):
 
 
 def compute_observer(p, a):
-    formula = get_convention(p["convention"]).renewal_formula
+    formula = p["convention"].renewal_formula
     b_old, v_rmin, v_rmax = int(a["input.b_old0"]), float(a["input.v_rmin0"]), float(a["input.v_rmax0"])
     rows = {k: [] for k in ("fired", "step", "b_old", "v_rmin", "v_rmax", "q_min", "q_max")}
     for X, B in zip(a["input.X"], a["input.B"]):

@@ -13,23 +13,37 @@ Eq. 24-25); both reduce their statistics over the ranks of a data-parallel run (
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..method.budget import LayerCost
-from ..method.conventions import get_convention
 from ..method.neuron import ROUNDINGS, spike_grid
 from ..method.parametrize import width_value
+from ..method.protocol import LayerWidths
 from ..method.weight_quant import weight_grid
 from ..nn.spiking import SpikingConfig
 from . import renewal as R
 from .functions import membrane, quantize_weight, round_clip, spiking_neuron
 
 
+@dataclass(frozen=True)
+class TorchLayerWidths(LayerWidths):
+    """``refsnn.method.protocol.LayerWidths`` holding torch tensors (the mean over steps in torch)."""
+
+    @property
+    def mean_B_s(self):
+        return self.B_s.mean()
+
+
 class SpikingLayer(nn.Module):
-    """What SpikingConv2d and SpikingLinear share (the weight op and its MACs differ)."""
+    """What SpikingConv2d and SpikingLinear share (the weight op and its MACs differ).
+
+    Implements refsnn's layer protocol (``refsnn.method.protocol``: ``has_learnable_width``,
+    ``layer_widths()``, ``cost()``, ``in_shape``), so refsnn's averages read it as they read refsnn's layers.
+    """
 
     kind = ""
 
@@ -83,6 +97,24 @@ class SpikingLayer(nn.Module):
         T = round_clip(self.time, c.time_bound, "time")
         return B_w, B_s, T
 
+    @property
+    def has_learnable_width(self) -> bool:
+        """Some width of the layer is learnable (B_w, or with an input neuron B_s^t or T): METHOD.md section 7."""
+        c = self.config
+        return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
+
+    def layer_widths(self) -> LayerWidths:
+        """The widths on the tape with the element counts, as the regulating loss reads them (Eq. 9-11, 21)."""
+        if self.in_shape is None:
+            raise ValueError(f"{type(self).__name__}: run a forward pass first (N_f of each layer comes from its "
+                             "input shape)")
+        B_w, B_s, T = self.widths()
+        n_w, n_f = int(self.weight.numel()), int(np.prod(self.in_shape))
+        if not self.config.input_neuron:
+            return TorchLayerWidths(B_w=B_w, B_s=None, T=None, n_w=n_w, n_f=n_f, spiking=False)
+        # the spike widths of the T_l steps in use
+        return TorchLayerWidths(B_w=B_w, B_s=B_s[:int(T.item())], T=T, n_w=n_w, n_f=n_f, spiking=True)
+
     def width_values(self) -> tuple:
         """Integer (B_w, [B_s^t for t <= T], T) now."""
         c = self.config
@@ -120,7 +152,7 @@ class SpikingLayer(nn.Module):
     # -- Alg. 1: observers, before quantizing ------------------------------------------------
     def _renew_spike_steps(self, x: torch.Tensor) -> None:
         c = self.config
-        conv = get_convention(c.convention)
+        conv = c.convention
         bs = [int(b) for b in np.broadcast_to(width_value(self.spike_width.detach().cpu().double().numpy(),
                                                           c.spike_bound), (c.time_bound,))]
         T = int(width_value(float(self.time.detach()), c.time_bound))
@@ -145,7 +177,7 @@ class SpikingLayer(nn.Module):
         c = self.config
         B = int(width_value(float(self.weight_width.detach()), c.weight_bound))
         q_min, q_max = weight_grid(B)
-        formula = get_convention(c.convention).renewal_formula
+        formula = c.convention.renewal_formula
         w = self.weight.detach()
         groups = list(w) if c.per_channel_step else [w]
         for i, X in enumerate(groups):

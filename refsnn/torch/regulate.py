@@ -3,8 +3,9 @@
     L_total = L_task + lam_w |W - W_tar| + lam_T |T - T_tar| + lam_s |S - S_tar|      (21)
 
 W, S, T are the model averages of METHOD.md section 2 over the rounded widths with the
-straight-through round (Eq. 9-11), as ``refsnn.method.regulate`` computes them; layers whose
-widths are all frozen are left out (METHOD.md 7).  The cost table asks every layer for its
+straight-through round (Eq. 9-11): ``refsnn.method.regulate.model_averages`` itself, which reads
+the port's layers through refsnn's layer protocol; layers whose widths are all frozen are left
+out (METHOD.md 7).  The cost table asks every layer for its
 ``refsnn.method.budget.LayerCost`` and reuses refsnn's ``model_cost`` / ``uniform`` /
 ``format_cost_table``.  Every rank holds the same widths, so these are equal on every rank.
 """
@@ -14,44 +15,9 @@ import numpy as np
 import torch
 
 from ..method.budget import ModelCost, model_cost, uniform
-from ..method.regulate import Penalties, Targets
+from ..method.regulate import Penalties, Targets, model_averages
 from ..models.costing import parse_input_shape
 from .layers import spiking_layers
-
-
-def learnable(layer) -> bool:
-    """Whether a layer enters the averages of Eq. 21 (some width of it is learnable)."""
-    c = layer.config
-    return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
-
-
-def model_averages(layers) -> dict:
-    """Tensors W, S, T over the given spiking layers (straight-through in every width parameter).
-    Each layer must have run a forward pass (N_f is its input's size per sample)."""
-    layers = [l for l in layers if learnable(l)]
-    if not layers:
-        raise ValueError("regulating loss: no spiking layer has a learnable width")
-    if any(l.in_shape is None for l in layers):
-        raise ValueError("regulating loss: run a forward pass first (N_f of each layer comes from its input shape)")
-    n_w_total = float(sum(l.weight.numel() for l in layers))
-    n_f_total = float(sum(np.prod(l.in_shape) for l in layers if l.config.input_neuron))
-    W = S = T = None
-    for l in layers:
-        B_w, B_s, T_l = l.widths()
-        # W = sum_l B_w,l N_w,l / sum_l N_w,l
-        term = B_w * (l.weight.numel() / n_w_total)
-        W = term if W is None else W + term
-        if not l.config.input_neuron:
-            continue
-        share = float(np.prod(l.in_shape)) / n_f_total
-        n_steps = int(T_l.item())
-        # S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l   (mean over the T_l steps in use)
-        s_term = B_s[:n_steps].mean() * share
-        # T = sum_l T_l N_f,l / sum_l N_f,l
-        t_term = T_l * share
-        S = s_term if S is None else S + s_term
-        T = t_term if T is None else T + t_term
-    return {"W": W, "S": S, "T": T}
 
 
 def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties()) -> tuple:

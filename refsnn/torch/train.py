@@ -45,7 +45,7 @@ from .layers import spiking_layers
 from .models import from_refsnn
 from .optim import OPTIMIZERS, clamp_steps, param_groups
 from .syncbn import convert_global_batchnorm
-from .regulate import learnable, model_costs, regulating_loss
+from .regulate import model_costs, regulating_loss
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -115,7 +115,7 @@ class TorchTrainer(Trainer):
         self.schedule = build_schedule(cfg, self.optimizer, len(self.loader))
         self.targets = Targets(cfg.regulate.W, cfg.regulate.S, cfg.regulate.T)
         self.penalties = Penalties(cfg.regulate.lam_w, cfg.regulate.lam_s, cfg.regulate.lam_T)
-        self.regulate = cfg.regulate.enabled and any(learnable(l) for _, l in self.layers)
+        self.regulate = cfg.regulate.enabled and any(l.has_learnable_width for _, l in self.layers)
         self.epoch = 0
         self.history = []
         self.progress = Progress((progress or cfg.progress) if self.rank == 0 else "none", stream)
