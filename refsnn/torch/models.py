@@ -95,14 +95,15 @@ def mirror(torch_cls, attrs=()):
 
 def children(m) -> list:
     """(name, module) of the direct children of a refsnn module, in definition order."""
-    return [(n, c) for n, c in m.named_modules() if n and "." not in n]
+    return list(m.named_children())
 
 
 CONVERTERS = {
     rnn.SpikingConv2d: _spiking, rnn.SpikingLinear: _spiking,
     rnn.BatchNorm2d: _batchnorm, rnn.BatchNorm1d: _batchnorm,
     rnn.ReLU: lambda m, ctx: nn.ReLU(), rnn.Identity: lambda m, ctx: nn.Identity(),
-    rnn.Flatten: lambda m, ctx: nn.Flatten(), rnn.AdaptiveAvgPool2d: lambda m, ctx: nn.AdaptiveAvgPool2d(1),
+    rnn.Flatten: lambda m, ctx: nn.Flatten(),
+    rnn.AdaptiveAvgPool2d: lambda m, ctx: nn.AdaptiveAvgPool2d(m.output_size),
     rnn.MaxPool2d: _pool, rnn.AvgPool2d: _pool,
     rnn.Sequential: lambda m, ctx: nn.Sequential(*[convert_module(c, ctx) for c in m]),
     rres.Shortcut: mirror(Shortcut), rres.BasicBlock: mirror(BasicBlock, ("sew",)),
