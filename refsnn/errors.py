@@ -23,3 +23,29 @@ class RunDirError(RefsnnError):
 
 class TrainingDiverged(RefsnnError):
     """Training produced non-finite values; the message names the epoch, the step and the last good checkpoint."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says which epoch was interrupted and what was kept on disk.
+
+    A ``KeyboardInterrupt`` (so code that stops on Ctrl-C still stops); the CLI prints the message and exits 130.
+    """
+
+
+#: how CPython reports an exception raised inside a C (numba) function that did not pass it on
+_LOST_EXCEPTION = "returned a result with an exception set"
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """True if ``exc`` is Ctrl-C: a ``KeyboardInterrupt``, or the ``SystemError`` CPython raises when Ctrl-C
+    arrives inside a numba kernel ("CPUDispatcher(...) returned a result with an exception set", with the
+    ``KeyboardInterrupt`` as its cause)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        if not (isinstance(exc, SystemError) and _LOST_EXCEPTION in str(exc)):
+            return False
+        exc = exc.__cause__ or exc.__context__
+    return False

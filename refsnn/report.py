@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -83,13 +83,12 @@ def write_history(out_dir, config: dict, initial: dict, targets: dict, history: 
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {"config": config, "initial": initial, "targets": targets, "epochs": history}
     atomic_write_text(out_dir / "history.json", json.dumps(doc, indent=1, default=json_default))
-    tmp = out_dir / "history.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(CSV_COLUMNS)
-        for rec in history:
-            w.writerow([_csv_value(rec.get(c)) for c in CSV_COLUMNS])
-    os.replace(tmp, out_dir / "history.csv")
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(CSV_COLUMNS)
+    for rec in history:
+        w.writerow([_csv_value(rec.get(c)) for c in CSV_COLUMNS])
+    atomic_write_text(out_dir / "history.csv", buf.getvalue())
 
 
 def _csv_value(v):

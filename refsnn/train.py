@@ -17,10 +17,12 @@ what the run prints and the history files come from ``refsnn.report``.
 
 Output files in ``out_dir``: ``history.json``, ``history.csv`` (``refsnn.report``),
 ``checkpoint.npz`` + ``checkpoint.json`` (and ``checkpoint_epochNNN.*`` with
-``keep_checkpoints``; ``refsnn.checkpoint``), figures ``*.png`` (``refsnn.plots``).
+``keep_checkpoints``; ``refsnn.checkpoint``), figures ``*.png`` (``refsnn.plots``), and while a run is
+alive its lock ``.refsnn.lock`` (``refsnn.rundir``).
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -31,12 +33,16 @@ from .autograd.tensor import Tensor, no_grad
 from .checkpoint import load_checkpoint, restore, run_config, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import DataLoader, Dataset, get_dataset
+from .errors import RefsnnError, RunInterrupted, TrainingDiverged, is_interrupt
 from .method.regulate import Penalties, Targets, regulating_loss
 from .method.renewal import should_switch_off
 from .nn import spiking_layers
 from .optim import OPTIMIZERS, ConstantSchedule, CosineSchedule, param_groups
 from .report import Progress, final_table, format_epoch, write_history
+from .rundir import RunLock, check_overwrite
 
+#: how the layers and kernels word a check that failed on inf or NaN
+NON_FINITE = re.compile(r"finite|NaN|\binf\b")
 #: the switching-off rule per kind: (kind, model average it watches, the layers' buffer)
 RENEWAL_KINDS = (("weight", "W", "renew_weight"), ("spike", "S", "renew_spike"))
 
@@ -125,6 +131,7 @@ class Trainer:
         self.train_set, self.test_set = build_datasets(cfg)
         self.input_shape = tuple(self.train_set.x.shape[1:])
         self.model = build_model(cfg, self.train_set.classes)
+        _check_input_channels(cfg, self.model, self.input_shape)
         self.layers = spiking_layers(self.model)
         self.optimizer = build_optimizer(cfg, self.model)
         self.loader = DataLoader(self.train_set, cfg.data.batch_size, shuffle=cfg.data.shuffle, seed=cfg.seed,
@@ -141,6 +148,9 @@ class Trainer:
         self.history: list = []        # one record per completed epoch
         self.progress = Progress(progress or cfg.progress, stream)
         self.out_dir = Path(cfg.out_dir)
+        self.last_checkpoint = None    # (path, epoch) of the last checkpoint written or resumed from
+        # where the run is (for the messages of TrainingDiverged and RunInterrupted)
+        self._stage_epoch, self._stage = 1, "before the first step"
         # the averages before training: the reference point of the switching-off rule (METHOD.md section 9)
         self.initial = self.costs().as_dict()
         self.initial.pop("layers")
@@ -148,8 +158,8 @@ class Trainer:
     # -- one epoch ------------------------------------------------------------------------
     def train_epoch(self) -> dict:
         """Train one epoch (Alg. A.1 inner loop); returns the training part of the epoch record."""
-        cfg, model = self.config, self.model
-        model.train()
+        cfg = self.config
+        self.model.train()
         self.loader.set_epoch(self.epoch)
         n = len(self.loader)
         sums = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "correct": 0, "seen": 0}
@@ -157,21 +167,10 @@ class Trainer:
         wst = (None, None, None)
         t0 = time.perf_counter()
         for k, (xb, yb) in enumerate(self.loader.batches(0)):
-            # forward: the layers initialise (first batch) and renew their steps (Alg. 1) themselves
-            logits = model(Tensor(xb))
-            # L_total = cross-entropy + Eq. 21
-            ce = F.cross_entropy(logits, yb)
-            loss = ce
-            reg_value = 0.0
-            if self.regulate:
-                reg, avg = regulating_loss([l for _, l in self.layers], self.targets, self.penalties)
-                loss = ce + reg
-                reg_value = float(reg.data)
+            self._stage = f"step {k + 1}"
+            logits, ce, loss, reg_value, avg = self._step(k, xb, yb)
+            if avg is not None:
                 wst = (avg["W"], avg["S"], avg["T"])
-            # backward; step
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
             if cfg.optim.schedule_unit == "step":
                 self.schedule.step()
             for name, layer in self.layers:
@@ -192,6 +191,28 @@ class Trainer:
                 "train_acc": sums["correct"] / seen, "renewal_events": events,
                 "renewals_spike": sum(e["kind"] == "spike" for e in events),
                 "renewals_weight": sum(e["kind"] == "weight" for e in events)}
+
+    def _step(self, k: int, xb: np.ndarray, yb: np.ndarray) -> tuple:
+        """One training step on batch ``k``: (logits, cross-entropy, total loss, Eq. 21 value, W/S/T averages)."""
+        # forward: the layers initialise (first batch) and renew their steps (Alg. 1) themselves
+        logits = self.model(Tensor(xb))
+        if not np.isfinite(logits.data).all():
+            self._diverged("the model's output (logits) is not finite")
+        # L_total = cross-entropy + Eq. 21
+        ce = F.cross_entropy(logits, yb)
+        loss, reg_value, avg = ce, 0.0, None
+        if self.regulate:
+            reg, avg = regulating_loss([l for _, l in self.layers], self.targets, self.penalties)
+            loss = ce + reg
+            reg_value = float(reg.data)
+        if not np.isfinite(loss.data).all():
+            self._diverged(f"the loss is {float(loss.data)}")
+        # backward; step
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self._check_parameters()
+        return logits, ce, loss, reg_value, avg
 
     def evaluate(self, loader: DataLoader | None = None) -> tuple:
         """(mean cross-entropy, accuracy) on the test set (eval mode: BN running statistics, no observers)."""
@@ -234,40 +255,94 @@ class Trainer:
                 switched.append(kind)
         return switched
 
-    def fit(self, until: int | None = None) -> list:
-        """Train from the current epoch to ``until`` (default: ``config.epochs``); write history, checkpoints and
-        (at the last epoch) figures.  Returns the history."""
+    def fit(self, until: int | None = None, force: bool = False) -> list:
+        """Train from the current epoch to ``until`` (default: ``config.epochs``); write checkpoints, history and
+        (at the last epoch) figures.  Returns the history.
+
+        The output directory is held for the whole call (``refsnn.rundir.RunLock``: refused while another run
+        uses it, and proved writable before the first epoch); a history there that has gone further than this
+        run's start is not overwritten unless ``force``.  Ctrl-C raises ``RunInterrupted`` saying which
+        checkpoint was kept; non-finite values raise ``TrainingDiverged`` (the epoch, the step, the last good
+        checkpoint)."""
         cfg = self.config
+        if until is not None and (isinstance(until, bool) or int(until) <= self.epoch):
+            raise ConfigError(f"stop after epoch {until!r}: must be an integer above the {self.epoch} epoch(s) "
+                              "already done (a later one than epochs just ends the run)")
         until = cfg.epochs if until is None else min(int(until), cfg.epochs)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        while self.epoch < until:
-            t0 = time.perf_counter()
-            rec = {"epoch": self.epoch + 1, "lr": self.optimizer.groups[0]["lr"], "lrs": self.optimizer.lrs()}
-            rec.update(self.train_epoch())
-            self.epoch += 1
-            cost = self.costs()
-            switched = self.apply_switch_off(cost)
-            rec["test_loss"], rec["test_acc"] = self.evaluate()
-            cd = cost.as_dict()
-            rec.update({k: cd[k] for k in ("W", "S", "T", "bit_budget", "s_ace_g", "s_ace_star_g", "size_mb")})
-            rec["renew_spike_on"] = self.renewal_on("renew_spike")
-            rec["renew_weight_on"] = self.renewal_on("renew_weight")
-            rec["switched_off"] = ",".join(switched)
-            rec["layers"] = [{"name": lc.name, "B_w": lc.B_w, "B_s": list(lc.B_s), "T": lc.T, "n_w": lc.n_w,
-                              "n_f": lc.n_f, "macs": lc.macs, "spiking": lc.spiking} for lc in cost.layers]
-            rec["time_s"] = time.perf_counter() - t0
-            self.history.append(rec)
-            self.progress.epoch(format_epoch(rec, cfg.epochs))
-            self.write_history()
-            last = self.epoch == cfg.epochs or self.epoch == until
-            every = cfg.checkpoint_every
-            if last or (every and self.epoch % every == 0):
-                self.save_checkpoint(self.out_dir / "checkpoint.npz")
-                if cfg.keep_checkpoints:
-                    self.save_checkpoint(self.out_dir / f"checkpoint_epoch{self.epoch:03d}.npz")
-        if self.epoch == cfg.epochs and cfg.plots and self.history:
-            self.draw_figures()
+        with RunLock(self.out_dir):
+            check_overwrite(self.out_dir, self.epoch, force)
+            try:
+                while self.epoch < until:
+                    self._fit_epoch(until)
+            except ValueError as e:
+                # a layer or kernel met inf/NaN although data and parameters were finite: values overflowed
+                if NON_FINITE.search(str(e)) and not isinstance(e, RefsnnError):
+                    self._diverged(f"a value overflowed ({e})")
+                raise
+            except BaseException as e:
+                if is_interrupt(e) and not isinstance(e, RunInterrupted):
+                    raise RunInterrupted(self._interrupted_message()) from None
+                raise
+            if self.epoch == cfg.epochs and cfg.plots and self.history:
+                self.draw_figures()
         return self.history
+
+    def _fit_epoch(self, until: int) -> None:
+        """One epoch of ``fit``: train, switch-off rule, evaluate, record; then checkpoint and history."""
+        cfg = self.config
+        self._stage_epoch = self.epoch + 1
+        t0 = time.perf_counter()
+        rec = {"epoch": self.epoch + 1, "lr": self.optimizer.groups[0]["lr"], "lrs": self.optimizer.lrs()}
+        rec.update(self.train_epoch())
+        self._stage = "the evaluation after its last step"
+        self.epoch += 1
+        cost = self.costs()
+        switched = self.apply_switch_off(cost)
+        rec["test_loss"], rec["test_acc"] = self.evaluate()
+        cd = cost.as_dict()
+        rec.update({k: cd[k] for k in ("W", "S", "T", "bit_budget", "s_ace_g", "s_ace_star_g", "size_mb")})
+        rec["renew_spike_on"] = self.renewal_on("renew_spike")
+        rec["renew_weight_on"] = self.renewal_on("renew_weight")
+        rec["switched_off"] = ",".join(switched)
+        rec["layers"] = [{"name": lc.name, "B_w": lc.B_w, "B_s": list(lc.B_s), "T": lc.T, "n_w": lc.n_w,
+                          "n_f": lc.n_f, "macs": lc.macs, "spiking": lc.spiking} for lc in cost.layers]
+        rec["time_s"] = time.perf_counter() - t0
+        self.history.append(rec)
+        self.progress.epoch(format_epoch(rec, cfg.epochs))
+        # the checkpoint before the history: a kill between them leaves a checkpoint at least as far as the history
+        every = cfg.checkpoint_every
+        if self.epoch in (cfg.epochs, until) or (every and self.epoch % every == 0):
+            self.save_checkpoint(self.out_dir / "checkpoint.npz")
+            if cfg.keep_checkpoints:
+                self.save_checkpoint(self.out_dir / f"checkpoint_epoch{self.epoch:03d}.npz")
+        self.write_history()
+
+    # -- faults -------------------------------------------------------------------------------
+    def _last_good(self) -> str:
+        if self.last_checkpoint is None:
+            return "no checkpoint has been written"
+        path, epoch = self.last_checkpoint
+        return f"{path} (epoch {epoch})"
+
+    def _interrupted_message(self) -> str:
+        """What Ctrl-C during ``fit`` leaves: the epoch it stopped, the checkpoint kept, how to resume."""
+        msg = f"interrupted in epoch {self._stage_epoch} of {self.config.epochs}; "
+        if self.last_checkpoint is None:
+            return msg + ("no checkpoint was kept (checkpoint_every = "
+                          f"{self.config.checkpoint_every}: none written yet)")
+        path, epoch = self.last_checkpoint
+        return msg + f"kept {path} (epoch {epoch}); continue with: refsnn train --resume {path}"
+
+    def _diverged(self, what: str) -> None:
+        raise TrainingDiverged(f"training diverged at epoch {self._stage_epoch}, {self._stage}: {what}; last good "
+                               f"checkpoint: {self._last_good()}; lower the learning rates in [optim.lr] "
+                               f"(initial: {({g['name']: g['initial_lr'] for g in self.optimizer.groups})})")
+
+    def _check_parameters(self) -> None:
+        """After an optimizer step: every parameter finite, else ``TrainingDiverged``."""
+        for name, p in self.model.named_parameters():
+            if not np.isfinite(p.data).all():
+                self._diverged(f"parameter {name} ({p.kind}) is not finite after the optimizer step")
 
     # -- outputs ----------------------------------------------------------------------------
     def write_history(self) -> None:
@@ -287,7 +362,9 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self, path) -> Path:
         """Write the run's whole state to ``path`` (.npz) and its .json; ``refsnn.checkpoint.save_checkpoint``."""
-        return save_checkpoint(self, path)
+        path = save_checkpoint(self, path)
+        self.last_checkpoint = (path, self.epoch)
+        return path
 
     @classmethod
     def from_checkpoint(cls, path, epochs: int | None = None, out_dir=None, progress: str | None = None,
@@ -295,12 +372,25 @@ class Trainer:
         """Rebuild a run from ``path`` (.npz, with its .json beside it) to continue or evaluate it.
 
         ``epochs`` / ``out_dir`` / ``config_changes`` override the saved configuration (changing ``epochs``
-        changes the cosine schedule, so only an unchanged configuration resumes bit-identically).
+        changes the cosine schedule, so only an unchanged configuration resumes bit-identically).  The run
+        writes into ``out_dir``, by default the checkpoint's own directory (not the one recorded in it: a
+        copied checkpoint must not write over the run it came from).
         """
         ck = load_checkpoint(path)
         tr = cls(run_config(ck, epochs, out_dir, **config_changes), progress=progress, stream=stream)
         restore(tr, ck)
+        tr.last_checkpoint = (ck.path, ck.epoch)
         return tr
+
+
+def _check_input_channels(cfg: TrainConfig, model, input_shape: tuple) -> None:
+    """The data's channels match the model's first layer (before any training): a ConfigError otherwise."""
+    first = spiking_layers(model)[0][1]
+    want = getattr(first, "in_channels", None)
+    if want is not None and len(input_shape) == 3 and input_shape[0] != want:
+        raise ConfigError(f"[model] name = {cfg.model.name!r} takes {want}-channel images but [data] name = "
+                          f"{cfg.data.name!r} has {input_shape[0]} channel(s) (shape {input_shape}); choose a model "
+                          "for this dataset")
 
 
 def train(config: TrainConfig, resume=None, progress: str | None = None, stream=None, until: int | None = None):

@@ -6,15 +6,19 @@ import json
 import numpy as np
 import pytest
 
-from refsnn.checkpoint import (CHECKPOINT_FORMAT, RESUME_CARRIED_KEYS, RESUME_FREE_KEYS, config_diff, read_meta,
-                               resume_changes)
+from refsnn.checkpoint import (CHECKPOINT_FORMAT, META_KEY, RESUME_CARRIED_KEYS, RESUME_FREE_KEYS, config_diff,
+                               read_meta, resume_changes)
 from refsnn.config import ConfigError, bundled_config, load_config
+from refsnn.errors import CheckpointError
 
 
 def _fake_checkpoint(tmp_path, cfg, fmt=CHECKPOINT_FORMAT):
+    """A checkpoint before the first epoch: its metadata (inside the .npz) and one array, no .json."""
     path = tmp_path / "ck.npz"
-    np.savez(path, dummy=np.zeros(1))
-    path.with_suffix(".json").write_text(json.dumps({"format": fmt, "epoch": 1, "config": cfg.to_dict()}))
+    meta = {"format": fmt, "epoch": 0, "config": cfg.to_dict(), "rng": {"seed": cfg.seed, "next_epoch": 0},
+            "optimizer": {}, "schedule": {}, "initial": {}, "history": [], "arrays": ["dummy"]}
+    blob = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, dummy=np.zeros(1), **{META_KEY: blob})
     return path
 
 
@@ -38,7 +42,7 @@ def test_resume_takes_the_free_keys_and_refuses_any_other(tmp_path):
 
 def test_a_file_of_another_format_is_refused(tmp_path):
     path = _fake_checkpoint(tmp_path, load_config(bundled_config("demo")), fmt="something-else/1")
-    with pytest.raises(ValueError, match="not a refsnn checkpoint"):
+    with pytest.raises(CheckpointError, match="not a refsnn checkpoint"):
         read_meta(path)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         read_meta(tmp_path / "missing.npz")
