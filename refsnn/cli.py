@@ -1,7 +1,7 @@
 """The ``refsnn`` command (also ``python -m refsnn``).
 
-    refsnn demo [--out DIR] [--epochs N] [--quick]      train tiny_resnet on the embedded digits, 4/4/2 -> 2/2/1
-    refsnn train --config FILE.toml [--resume CKPT] [--epochs N] [--out DIR] [--stop-after N] [--check]
+    refsnn demo [--out DIR] [--epochs N] [--quick] [--force]    train tiny_resnet on the embedded digits, 4/4/2 -> 2/2/1
+    refsnn train --config FILE.toml [--resume CKPT] [--epochs N] [--out DIR] [--stop-after N] [--check] [--force]
     refsnn eval CKPT [--json]                            accuracy and costs of a checkpoint
     refsnn plots HISTORY.json [--out DIR]                redraw the figures of a run
     refsnn summary --model NAME [...]                    per-layer costs (refsnn.models.costing)
@@ -10,7 +10,9 @@
     refsnn figures [--quick] [--out DIR] [--demo-run DIR]   redraw figures/ (verify checks + the demo's training)
     refsnn golden write DIR | check DIR [--against OTHER] golden outputs for other implementations (refsnn.golden)
 
-Exit codes: 0 success, 1 a check failed (verify, demo --strict), 2 a usage or configuration error.
+Exit codes: 0 success, 1 a check failed (verify, demo --strict), 2 a usage or configuration error, a damaged
+file or an unusable output directory (one message, no traceback; ``refsnn --debug COMMAND`` shows it),
+130 interrupted (Ctrl-C), 141 the reader of the output went away (``| head``).  See ``refsnn.faults``.
 """
 from __future__ import annotations
 
@@ -19,11 +21,24 @@ import importlib
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
+
+from . import faults
 
 #: sub-commands whose arguments are parsed by the module they delegate to
 DELEGATED = ("summary", "bench", "golden")
 BENCHES = {"conv": "refsnn.bench.conv", "neuron": "refsnn.bench.neuron", "train": "refsnn.bench.train"}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be an integer >= 1")
+    return value
 
 
 def _error(msg: str) -> int:
@@ -56,7 +71,7 @@ def demo_config(out: str, epochs: int | None = None, quick: bool = False, progre
 
 
 def run_demo(out: str, epochs: int | None = None, quick: bool = False, progress: str | None = None,
-             strict: bool = False) -> int:
+             strict: bool = False, force: bool = False) -> int:
     """Train the demo, print the final table and the demo's criteria; 1 if ``strict`` and a criterion is not met."""
     from .train import Trainer
     cfg, path = demo_config(out, epochs, quick, progress)
@@ -68,7 +83,7 @@ def run_demo(out: str, epochs: int | None = None, quick: bool = False, progress:
     print(f"settings: {path}{' (with --quick)' if quick else ''}")
     t0 = time.perf_counter()
     tr = Trainer(cfg)
-    tr.fit()
+    tr.fit(force=force)
     wall = time.perf_counter() - t0
     print()
     print(tr.final_report())
@@ -90,7 +105,8 @@ def run_demo(out: str, epochs: int | None = None, quick: bool = False, progress:
 
 
 def cmd_demo(args) -> int:
-    return run_demo(args.out, epochs=args.epochs, quick=args.quick, progress=args.progress, strict=args.strict)
+    return run_demo(args.out, epochs=args.epochs, quick=args.quick, progress=args.progress, strict=args.strict,
+                    force=args.force)
 
 
 def _replace(obj, **changes):
@@ -102,9 +118,7 @@ def _replace(obj, **changes):
 # train / eval / plots
 # ---------------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from .checkpoint import resume_changes
     from .config import load_config
-    from .train import Trainer
     if args.config is None and args.resume is None:
         return _error("train: give --config FILE.toml (or --resume CKPT)")
     cfg = load_config(args.config) if args.config else None
@@ -115,6 +129,18 @@ def cmd_train(args) -> int:
         note = " (no ImageNet reader exists yet: it cannot be trained)" if cfg.data.name == "imagenet" else ""
         print(f"{args.config}: valid{note}")
         return 0
+    tr = _trainer(args, cfg)
+    tr.fit(until=args.stop_after, force=args.force)
+    print()
+    print(tr.final_report())
+    return 0
+
+
+def _trainer(args, cfg):
+    """The Trainer of ``refsnn train``: a fresh run of ``cfg``, or ``--resume`` (writing, unless ``--out`` or the
+    configuration file says otherwise, into the checkpoint's own directory)."""
+    from .checkpoint import resume_changes
+    from .train import Trainer
     changes = {}
     if args.epochs is not None:
         changes["epochs"] = args.epochs
@@ -122,20 +148,17 @@ def cmd_train(args) -> int:
         changes["out_dir"] = args.out
     if args.progress:
         changes["progress"] = args.progress
-    if args.resume is not None:
-        if cfg is not None:
-            # the flags win over the file; the file may change only the resume-free keys (refsnn.checkpoint)
-            changes = {**resume_changes(args.resume, cfg, source=args.config), **changes}
-        epochs = changes.pop("epochs", None)
-        out_dir = changes.pop("out_dir", None)
-        tr = Trainer.from_checkpoint(args.resume, epochs=epochs, out_dir=out_dir, **changes)
-        print(f"resuming {args.resume} after epoch {tr.epoch} of {tr.config.epochs}")
-    else:
-        tr = Trainer(cfg.replace(**changes) if changes else cfg)
-    tr.fit(until=args.stop_after)
-    print()
-    print(tr.final_report())
-    return 0
+    if args.resume is None:
+        return Trainer(cfg.replace(**changes) if changes else cfg)
+    if cfg is not None:
+        # the flags win over the file; the file may change only the resume-free keys (refsnn.checkpoint)
+        changes = {**resume_changes(args.resume, cfg, source=args.config), **changes}
+    epochs = changes.pop("epochs", None)
+    # without --out: the checkpoint's own directory (Trainer.from_checkpoint), not the out_dir recorded in it
+    out_dir = changes.pop("out_dir", None)
+    tr = Trainer.from_checkpoint(args.resume, epochs=epochs, out_dir=out_dir, **changes)
+    print(f"resuming {args.resume} after epoch {tr.epoch} of {tr.config.epochs}, writing to {tr.out_dir}")
+    return tr
 
 
 def cmd_eval(args) -> int:
@@ -253,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "for spiking neural networks (Yao et al., arXiv:2506.23717).")
     from . import __version__
     ap.add_argument("--version", action="version", version=f"refsnn {__version__}")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error (give it before the command)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     progress = {"choices": ("auto", "bar", "line", "none"), "default": None,
                 "help": "progress display (default: a bar on a terminal, else one line per epoch)"}
@@ -264,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     p.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs on 320 training samples")
     p.add_argument("--strict", action="store_true", help="exit with 1 if the demo's criteria are not met")
+    p.add_argument("--force", action="store_true", help="overwrite the output of an earlier run in --out")
     p.add_argument("--progress", **progress)
     p.set_defaults(func=cmd_demo)
 
@@ -272,8 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from this checkpoint (.npz)")
     p.add_argument("--epochs", type=int, default=None, help="override the total number of epochs")
     p.add_argument("--out", default=None, help="override the output directory")
-    p.add_argument("--stop-after", type=int, default=None, metavar="N",
-                   help="stop after epoch N (the schedule still spans all epochs; resume later)")
+    p.add_argument("--stop-after", type=_positive_int, default=None, metavar="N",
+                   help="stop after epoch N >= 1 (the schedule still spans all epochs; resume later)")
+    p.add_argument("--force", action="store_true", help="overwrite the history of a run that went further")
     p.add_argument("--check", action="store_true", help="only validate the configuration and print it")
     p.add_argument("--progress", **progress)
     p.set_defaults(func=cmd_train)
@@ -312,7 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command in ``argv``; the exit status (see the module docstring).  Errors are reported as one
+    message on stderr (``refsnn.errors``), with the traceback only under ``--debug``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[:1]
+    while argv[:1] == ["--debug"]:
+        argv.pop(0)
+    with warnings.catch_warnings():
+        warnings.showwarning = faults.one_line_warnings()
+        try:
+            status = _dispatch(argv)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return status
+        except BaseException as e:  # noqa: BLE001 - every exit path of the command line is decided here
+            return faults.report(e, debug)
+
+
+def _dispatch(argv: list) -> int:
     if argv and argv[0] in DELEGATED:
         return _delegate(argv[0], argv[1:])
     ap = build_parser()
@@ -320,14 +362,7 @@ def main(argv=None) -> int:
     if args.command is None:
         ap.print_help()
         return 2
-    from .config import ConfigError
-    try:
-        return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError) as e:
-        return _error(str(e))
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
