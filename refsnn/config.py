@@ -290,6 +290,17 @@ class TrainConfig:
             sub = getattr(self, f.name)
             if is_dataclass(sub):
                 sub.validate(f.name)
+        self._check_targets()
+
+    def _check_targets(self) -> None:
+        """[regulate] W/S/T within reach: at most the largest weight/spike/time bound of any layer (a model's
+        average width cannot exceed it, so a larger target would pull the widths against their clip forever)."""
+        configs = [self.method.spiking] + [{**self.method.spiking, **o} for o in self.method.layers.values()]
+        for key, bound in (("W", "weight_bound"), ("S", "spike_bound"), ("T", "time_bound")):
+            most = max(SpikingConfig(**c).as_dict()[bound] for c in configs)
+            value = getattr(self.regulate, key)
+            if value > most:
+                _fail("regulate", key, value, f"a target must be in [1, {most}] (the largest {bound} in [method])")
 
     # -- derived ------------------------------------------------------------------------
     def spiking_config(self) -> SpikingConfig:
@@ -330,6 +341,13 @@ class TrainConfig:
             text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {str(path)!r} is a directory; give a .toml file") from None
+        except OSError as e:
+            raise ConfigError(f"config file {str(path)!r} cannot be read: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {e.start}: "
+                              f"{e.object[e.start:e.start + 1]!r}); a TOML file is UTF-8") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

@@ -33,6 +33,8 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd.tensor import DEFAULT_DTYPE, Tensor, check_float_dtype, no_grad
+from ..kernels.quant import MAX_BITS as WEIGHT_MAX_BITS
+from ..kernels.spike import MAX_BITS as SPIKE_MAX_BITS
 from ..method import renewal as R
 from ..method.budget import LayerCost
 from ..method.conventions import Convention, get_convention
@@ -73,10 +75,18 @@ class SpikingConfig:
         wb = check_bound(self.weight_bound, "weight_bound")
         sb = check_bound(self.spike_bound, "spike_bound")
         tb = check_bound(self.time_bound, "time_bound (T_bound)")
+        for name, b, most in (("weight_bound", wb, WEIGHT_MAX_BITS), ("spike_bound", sb, SPIKE_MAX_BITS)):
+            if b > most:  # the kernels' limit: 2^B - 1 must be an exact float32 integer
+                raise ValueError(f"SpikingConfig: {name} = {b} is above the kernels' limit of {most} bits; "
+                                 f"allowed: 1..{most}")
         for name, v, b in (("weight_bits", self.weight_bits, wb), ("spike_bits", self.spike_bits, sb),
                            ("time_steps", self.time_steps, tb)):
             if not (isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v)):
                 raise ValueError(f"SpikingConfig: {name} must be a finite number, got {v!r}")
+            # an initial width outside [1, bound] would be clipped by Eq. 9-11 at once: refuse it here
+            if not 1 <= v <= b:
+                bound = {"weight_bits": "weight_bound", "spike_bits": "spike_bound"}.get(name, "time_bound")
+                raise ValueError(f"SpikingConfig: {name} = {v!r} is outside the allowed range [1, {bound} = {b}]")
         if self.domain not in DOMAINS:
             raise ValueError(f"SpikingConfig: domain must be one of {DOMAINS}, got {self.domain!r}")
         if self.rounding not in ROUNDINGS:
@@ -103,6 +113,18 @@ class SpikingConfig:
     def as_dict(self) -> dict:
         """The options as plain values (the convention by its name)."""
         return dict(asdict(self), convention=self.convention.name)
+
+
+def _check_input(x: np.ndarray, owner: str) -> None:
+    """The input of a spiking layer: a non-empty batch of finite numbers (NaN or inf would reach the LSQ
+    initialisation and the observers and be reported as bad thresholds)."""
+    if x.ndim == 0 or x.shape[0] == 0 or x.size == 0:
+        raise ValueError(f"{owner}: the input x is empty (shape {x.shape}); a batch needs at least one sample")
+    finite = np.isfinite(x)
+    if not finite.all():
+        first = x[~finite].ravel()[0]
+        raise ValueError(f"{owner}: the input x has {int(x.size - finite.sum())} non-finite value(s) of {x.size} "
+                         f"(e.g. {first!r}); it must be finite")
 
 
 def _lsq_init(data: np.ndarray, q_max: int) -> float:
@@ -271,6 +293,7 @@ class _SpikingLayer(Module):
         xd = x.data if isinstance(x, Tensor) else np.asarray(x)
         if xd.dtype != self.weight.dtype:
             raise TypeError(f"{type(self).__name__}: input is {xd.dtype}, the layer is {self.weight.dtype}")
+        _check_input(xd, type(self).__name__)
         self.renewal_events = []
         for p in (self.weight_width, getattr(self, "spike_width", None), getattr(self, "time", None)):
             if p is not None:

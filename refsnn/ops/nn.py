@@ -328,6 +328,9 @@ def cross_entropy(logits, labels) -> Tensor:
         raise TypeError(f"cross_entropy: labels must be integers, got dtype {labels.dtype}")
     if labels.shape != (logits.shape[0],):
         raise ValueError(f"cross_entropy: labels must have shape ({logits.shape[0]},), got {labels.shape}")
+    if logits.shape[0] == 0:
+        raise ValueError("cross_entropy: the batch is empty (logits of shape "
+                         f"{tuple(logits.shape)}); the mean over N = 0 samples is undefined")
     n_cls = logits.shape[1]
     if labels.size and (labels.min() < 0 or labels.max() >= n_cls):
         bad = labels[(labels < 0) | (labels >= n_cls)][0]
