@@ -91,13 +91,16 @@ class RunLock:
             self.path.unlink(missing_ok=True)
             return self.acquire()
         except OSError as e:
-            raise RunDirError(f"output directory {str(self.out_dir)!r} is not writable: {e.strerror or e}") from None
+            raise RunDirError(f"output directory {str(self.out_dir)!r} is not writable: {e.strerror or e}; "
+                              "choose another --out") from None
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 os.close(fd)
                 self._refuse(_read_pid(self.path))
+            except OSError:  # pragma: no cover - a file system without locks: go on, unlocked
+                pass
             if not _same_file(fd, self.path):  # the holder removed the file between our open and our lock
                 os.close(fd)
                 return self.acquire()
@@ -110,7 +113,8 @@ class RunLock:
             probe.unlink()
         except OSError as e:
             self.release()
-            raise RunDirError(f"output directory {str(self.out_dir)!r} is not writable: {e.strerror or e}") from None
+            raise RunDirError(f"output directory {str(self.out_dir)!r} is not writable: {e.strerror or e}; "
+                              "choose another --out") from None
         remove_stale_temps(self.out_dir)
         return self
 
@@ -120,6 +124,8 @@ class RunLock:
         fd, self._fd = self._fd, None
         try:
             self.path.unlink(missing_ok=True)
+        except OSError:  # a directory that became read-only: the file stays, the lock goes with the descriptor
+            pass
         finally:
             os.close(fd)
 
