@@ -22,6 +22,7 @@ alive its lock ``.refsnn.lock`` (``refsnn.rundir``).
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -125,6 +126,11 @@ def build_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int):
 class Trainer:
     """One run of Algorithm A.1; see the module docstring."""
 
+    #: (path, epoch) of the last checkpoint written or resumed from (named when a run diverges or is interrupted)
+    last_checkpoint = None
+    # where the run is, for the messages of TrainingDiverged and RunInterrupted
+    _stage_epoch, _stage = 1, "before the first step"
+
     def __init__(self, config: TrainConfig, progress: str | None = None, stream=None):
         config.validate()
         self.config = cfg = config
@@ -148,9 +154,6 @@ class Trainer:
         self.history: list = []        # one record per completed epoch
         self.progress = Progress(progress or cfg.progress, stream)
         self.out_dir = Path(cfg.out_dir)
-        self.last_checkpoint = None    # (path, epoch) of the last checkpoint written or resumed from
-        # where the run is (for the messages of TrainingDiverged and RunInterrupted)
-        self._stage_epoch, self._stage = 1, "before the first step"
         # the averages before training: the reference point of the switching-off rule (METHOD.md section 9)
         self.initial = self.costs().as_dict()
         self.initial.pop("layers")
@@ -269,8 +272,10 @@ class Trainer:
             raise ConfigError(f"stop after epoch {until!r}: must be an integer above the {self.epoch} epoch(s) "
                               "already done (a later one than epochs just ends the run)")
         until = cfg.epochs if until is None else min(int(until), cfg.epochs)
-        with RunLock(self.out_dir):
-            check_overwrite(self.out_dir, self.epoch, force)
+        writer = self.writes_outputs()
+        with RunLock(self.out_dir) if writer else contextlib.nullcontext():
+            if writer:
+                check_overwrite(self.out_dir, self.epoch, force)
             try:
                 while self.epoch < until:
                     self._fit_epoch(until)
@@ -312,12 +317,19 @@ class Trainer:
         # the checkpoint before the history: a kill between them leaves a checkpoint at least as far as the history
         every = cfg.checkpoint_every
         if self.epoch in (cfg.epochs, until) or (every and self.epoch % every == 0):
-            self.save_checkpoint(self.out_dir / "checkpoint.npz")
+            path = self.save_checkpoint(self.out_dir / "checkpoint.npz")
+            if path is not None:
+                self.last_checkpoint = (path, self.epoch)
             if cfg.keep_checkpoints:
                 self.save_checkpoint(self.out_dir / f"checkpoint_epoch{self.epoch:03d}.npz")
         self.write_history()
 
     # -- faults -------------------------------------------------------------------------------
+    def writes_outputs(self) -> bool:
+        """Whether this process writes the run's files, and so holds its output directory (``fit``); a
+        data-parallel subclass answers True on one process only."""
+        return True
+
     def _last_good(self) -> str:
         if self.last_checkpoint is None:
             return "no checkpoint has been written"
@@ -362,9 +374,7 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self, path) -> Path:
         """Write the run's whole state to ``path`` (.npz) and its .json; ``refsnn.checkpoint.save_checkpoint``."""
-        path = save_checkpoint(self, path)
-        self.last_checkpoint = (path, self.epoch)
-        return path
+        return save_checkpoint(self, path)
 
     @classmethod
     def from_checkpoint(cls, path, epochs: int | None = None, out_dir=None, progress: str | None = None,

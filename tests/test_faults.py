@@ -225,6 +225,18 @@ def test_item4_an_edited_json_is_refused(tmp_path, run2, capsys):
         _error(capsys, "train", "--resume", ck, match="was changed after saving")
 
 
+def test_format1_checkpoints_still_load(tmp_path, run2):
+    ck = _copy_checkpoint(run2[0] / "checkpoint_epoch001.npz", tmp_path / "old" / "checkpoint.npz")
+    with np.load(ck) as z:
+        arrays = {k: z[k] for k in z.files if k != META_KEY}
+    np.savez(ck, **arrays)
+    meta = json.loads(ck.with_suffix(".json").read_text())
+    for key in ("arrays", "npz_sha256"):
+        meta.pop(key)
+    ck.with_suffix(".json").write_text(json.dumps(dict(meta, format="refsnn-checkpoint/1")))
+    assert Trainer.from_checkpoint(ck).epoch == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # 7. damaged files, unusable --out, unreadable --config
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Checkpoints shared with refsnn: the port reads and writes refsnn's own format (``refsnn-checkpoint/1``).
+"""Checkpoints shared with refsnn: the port reads and writes refsnn's own format (``refsnn.checkpoint``).
 
 A checkpoint is ``NAME.npz`` (``model/<name>``: every parameter and buffer by refsnn's names;
-``optim/g<i>.p<j>.<buffer>``: the optimizer's per-parameter buffers) beside ``NAME.json``
-(epoch, configuration, optimizer groups and counters, schedule counter, history).  Parameter
+``optim/g<i>.p<j>.<buffer>``: the optimizer's per-parameter buffers; ``__meta__``: the epoch,
+configuration, optimizer groups and counters, schedule counter, history) beside ``NAME.json``, a
+readable copy of that metadata.  Parameter
 groups are formed per kind in the same order in both (``refsnn.torch.optim``), so a run
 started by refsnn resumes in torch and the other way round, and a model moves either way:
 
@@ -134,4 +135,5 @@ def rebuild(cls, path, changes: dict, **kw):
     changes = {k: v for k, v in changes.items() if v is not None}
     tr = cls(run_config(ck, changes.pop("epochs", None), changes.pop("out_dir", None), **changes), **kw)
     restore(tr, ck)
+    tr.last_checkpoint = (ck.path, ck.epoch)
     return tr

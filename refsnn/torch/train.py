@@ -207,6 +207,9 @@ class TorchTrainer(Trainer):
         return model_costs(self.model, self.input_shape)
 
     # -- outputs: rank 0 only ----------------------------------------------------------------------
+    def writes_outputs(self) -> bool:
+        return self.rank == 0
+
     def write_history(self) -> None:
         if self.rank == 0:
             super().write_history()
