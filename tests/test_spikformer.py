@@ -237,3 +237,22 @@ def test_bad_input_raises_clear_errors():
         m.blocks[0](Tensor(np.zeros((2, 9, 32))))
     with pytest.raises(ValueError, match="one time_bound"):
         tiny_spikformer(layer_configs={"*.v_neuron": {"time_bound": 2}})
+
+
+# --------------------------------------------------------------------------- training
+def test_refsnn_train_tiny_spikformer_on_digits(tmp_path):
+    """`refsnn train` of tiny_spikformer on the whole embedded digits set, 4 epochs from 4/4/2 towards 2/2/1."""
+    import json
+    from refsnn.cli import main
+    cfg = tmp_path / "tsf.toml"
+    cfg.write_text('epochs = 4\ndtype = "float32"\nprogress = "none"\nplots = false\n'
+                   '[model]\nname = "tiny_spikformer"\n'
+                   '[regulate]\nW = 2.0\nS = 2.0\nT = 1.0\nlam_w = 0.5\nlam_s = 0.5\nlam_T = 0.5\n'
+                   '[renewal]\nmode = "both"\nmin_epochs = 1\n'
+                   '[optim]\nschedule = "cosine"\nschedule_unit = "step"\n'
+                   '[data]\nname = "digits"\nbatch_size = 32\n')
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    last = hist["epochs"][-1]
+    assert last["test_acc"] > 0.85, last["test_acc"]          # ten classes: chance is 0.1
+    assert last["W"] < 3.0 and last["S"] < 3.0 and last["T"] < 2.0, (last["W"], last["S"], last["T"])
