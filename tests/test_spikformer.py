@@ -256,3 +256,13 @@ def test_refsnn_train_tiny_spikformer_on_digits(tmp_path):
     last = hist["epochs"][-1]
     assert last["test_acc"] > 0.85, last["test_acc"]          # ten classes: chance is 0.1
     assert last["W"] < 3.0 and last["S"] < 3.0 and last["T"] < 2.0, (last["W"], last["S"], last["T"])
+
+
+def test_torch_yardstick_of_the_benchmark_runs():
+    """refsnn.bench.torch_spikformer (the benchmark's PyTorch step) on a small Spikformer: finite losses."""
+    torch = pytest.importorskip("torch")
+    from refsnn.bench.torch_spikformer import build_step
+    rng = np.random.default_rng(0)
+    step = build_step(torch, rng.standard_normal((2, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 2),
+                      dim=32, depth=1, heads=2)
+    assert all(np.isfinite(step()) for _ in range(2))

@@ -18,9 +18,9 @@ scalar multiplies and do not change the cost of a step.
 from __future__ import annotations
 
 
-def build_step(torch, x, y, dim: int = 384, depth: int = 4, heads: int = 12, classes: int = 10, time_bound: int = 3):
-    """A closure running one training step of Spikformer-``depth``-``dim`` in torch eager on (x, y)."""
-    nn, Fn = torch.nn, torch.nn.functional
+def _quantizers(torch, time_bound: int):
+    """(width, Neuron, QLayer): the method's widths, refined neuron and spiking weight layer in torch."""
+    nn = torch.nn
 
     def ste_round(z):
         return z + (torch.round(z) - z).detach()
@@ -61,6 +61,13 @@ def build_step(torch, x, y, dim: int = 384, depth: int = 4, heads: int = 12, cla
             q = 2.0 ** (width(self.wbits, 6) - 1) - 1
             wq = torch.clamp(ste_round(self.weight / self.step), -q, q) * self.step
             return self.op(self.neuron(a), wq)
+
+    return width, Neuron, QLayer
+
+
+def _network(torch, Neuron, QLayer, dim, depth, heads, classes):
+    """Spikformer-``depth``-``dim`` (METHOD.md 13) built from the torch quantizers."""
+    nn, Fn = torch.nn, torch.nn.functional
 
     def conv(cin, cout, bi=False):
         return QLayer(lambda z, w: Fn.conv2d(z, w, padding=1), (cout, cin, 3, 3), bi)
@@ -113,8 +120,15 @@ def build_step(torch, x, y, dim: int = 384, depth: int = 4, heads: int = 12, cla
                 z = b(z)
             return self.head(z.mean(1))
 
+    return Net()
+
+
+def build_step(torch, x, y, dim: int = 384, depth: int = 4, heads: int = 12, classes: int = 10, time_bound: int = 3):
+    """A closure running one training step of Spikformer-``depth``-``dim`` in torch eager on (x, y)."""
+    Fn = torch.nn.functional
+    width, Neuron, QLayer = _quantizers(torch, time_bound)
     torch.manual_seed(0)
-    model = Net()
+    model = _network(torch, Neuron, QLayer, dim, depth, heads, classes)
     neurons = [m for m in model.modules() if isinstance(m, Neuron)]
     qlayers = [m for m in model.modules() if isinstance(m, QLayer)]
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
