@@ -9,7 +9,7 @@ from refsnn.method.conventions import get_convention
 from refsnn.method.neuron import spiking_neuron
 from refsnn.models import get_model, model_costs, spikformer, spikformer_4_384, tiny_spikformer
 from refsnn.nn import SpikingConfig, SpikingNeuron, shared_time, spiking_layers
-from verify.gradients import neuron_point, neuron_surrogate
+from verify.forward_reading import neuron_point, neuron_surrogate
 
 
 # --------------------------------------------------------------------------- hand counts
@@ -133,7 +133,7 @@ def _ssa_core_np(q, k, v, heads, scale):
 @pytest.mark.parametrize("T", [1, 2])
 def test_ssa_gradients_through_qkv_neurons_match_the_surrogate(convention, T):
     """Tape gradients of L = sum r * SSA(N_q(a_q), N_k(a_k), N_v(a_v)) with one shared T, against central
-    differences of the same SSA built on the neurons' STE/LSQ surrogate (verify/gradients.py, METHOD.md 6).
+    differences of the same SSA built on the neurons' STE/LSQ surrogate (verify/forward_reading.py, METHOD.md 6).
     Threshold and width gradients carry the LSQ scale g = 1/sqrt(N q_max) on top (verify/gradients.py)."""
     rng = np.random.default_rng(T)
     n, L, D, heads, scale = 2, 3, 4, 2, 0.125
@@ -146,7 +146,7 @@ def test_ssa_gradients_through_qkv_neurons_match_the_surrogate(convention, T):
     tV = [refsnn.tensor(x, requires_grad=True) for x in V]
     tB = [refsnn.tensor(x, requires_grad=True) for x in B]
     tT = refsnn.tensor(np.array(float(T)), requires_grad=True)
-    ys = [spiking_neuron(ta[i], tV[i], tB[i], tT, convention=convention) for i in range(3)]
+    ys = [spiking_neuron(ta[i], tV[i], tB[i], tT, convention=conv) for i in range(3)]
     _ssa_core(*ys, heads, scale).backward(r)
 
     recs = [neuron_point(a[i], V[i], B[i].astype(int), T, "positive", "round", 1.0, conv) for i in range(3)]
