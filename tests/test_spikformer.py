@@ -266,3 +266,6 @@ def test_torch_yardstick_of_the_benchmark_runs():
     step = build_step(torch, rng.standard_normal((2, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 2),
                       dim=32, depth=1, heads=2)
     assert all(np.isfinite(step()) for _ in range(2))
+    step64 = build_step(torch, rng.standard_normal((2, 3, 32, 32)), rng.integers(0, 10, 2), dim=32, depth=1, heads=2,
+                        dtype="float64")
+    assert np.isfinite(step64())

@@ -1,4 +1,4 @@
-"""The yardstick of ``refsnn bench train --models spikformer_4_384``: the same training step in PyTorch eager.
+"""The yardstick of ``refsnn bench train --models spikformer_4_384 --against torch``: the step in PyTorch eager.
 
 Not part of the library (torch is never a dependency): a compact re-statement of
 ``refsnn.models.spikformer`` with the method's quantizers written as straight-through
@@ -123,16 +123,18 @@ def _network(torch, Neuron, QLayer, dim, depth, heads, classes):
     return Net()
 
 
-def build_step(torch, x, y, dim: int = 384, depth: int = 4, heads: int = 12, classes: int = 10, time_bound: int = 3):
+def build_step(torch, x, y, dim: int = 384, depth: int = 4, heads: int = 12, classes: int = 10, time_bound: int = 3,
+               dtype: str = "float32"):
     """A closure running one training step of Spikformer-``depth``-``dim`` in torch eager on (x, y)."""
     Fn = torch.nn.functional
     width, Neuron, QLayer = _quantizers(torch, time_bound)
     torch.manual_seed(0)
-    model = _network(torch, Neuron, QLayer, dim, depth, heads, classes)
+    dt = getattr(torch, dtype)
+    model = _network(torch, Neuron, QLayer, dim, depth, heads, classes).to(dt)
     neurons = [m for m in model.modules() if isinstance(m, Neuron)]
     qlayers = [m for m in model.modules() if isinstance(m, QLayer)]
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).to(dt), torch.from_numpy(y)
 
     def step():
         loss = Fn.cross_entropy(model(xt), yt)

@@ -104,7 +104,7 @@ def against_torch(model_name: str, dtype: str, repeats: int, batch: int | None =
         import torch
         from .torch_spikformer import build_step
         torch.set_num_threads(threads)
-        warm, times = _time(build_step(torch, x, y), repeats)
+        warm, times = _time(build_step(torch, x, y, dtype=dtype), repeats)
     else:
         from refsnn.torch.bench import step_fn
         warm, times = _time(step_fn(model_name, dtype, x, y, threads), repeats)
