@@ -165,7 +165,8 @@ def test_bad_arguments():
 
 
 def test_get_model_and_input_shapes():
-    assert set(MODEL_NAMES) == {"resnet20", "resnet18", "sew_resnet34", "tiny_resnet"}
+    assert set(MODEL_NAMES) == {"resnet20", "resnet18", "sew_resnet34", "tiny_resnet", "spikformer_4_384",
+                                "spikformer_8_512", "spikformer_dvs", "tiny_spikformer"}
     assert default_input_shape("resnet20") == default_input_shape("resnet18") == (3, 32, 32)
     assert default_input_shape("sew_resnet34") == (3, 224, 224)
     assert default_input_shape("tiny_resnet") == (1, 8, 8)

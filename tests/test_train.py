@@ -199,9 +199,12 @@ def test_bad_layer_name_is_a_config_error(tmp_path):
 
 def test_bundled_configs_validate():
     from refsnn.config import bundled_config, load_config
-    for name in ("demo", "resnet20_cifar10", "resnet20_cifar10_111", "resnet20_cifar10_341", "sew_resnet34_imagenet"):
+    for name in ("demo", "resnet20_cifar10", "resnet20_cifar10_111", "resnet20_cifar10_341", "sew_resnet34_imagenet",
+                 "spikformer_cifar10", "spikformer_imagenet"):
         cfg = load_config(bundled_config(name))
         assert cfg.epochs >= 1
-    cfg = load_config(bundled_config("sew_resnet34_imagenet"))
-    with pytest.raises(ConfigError, match="no ImageNet reader"):
-        Trainer(cfg)
+    for name in ("sew_resnet34_imagenet", "spikformer_imagenet"):
+        with pytest.raises(ConfigError, match="no ImageNet reader"):
+            Trainer(load_config(bundled_config(name)))
+    cfg = load_config(bundled_config("spikformer_cifar10"))
+    assert (cfg.model.name, cfg.regulate.W, cfg.regulate.S, cfg.regulate.T) == ("spikformer_4_384", 2.0, 2.0, 1.0)

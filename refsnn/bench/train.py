@@ -17,10 +17,12 @@ K candidates on the data of the quantizer that changed).
 
 With ``--against torch`` every case is also timed in the PyTorch port (``refsnn.torch.bench``: the
 same model, batch and step) with as many torch threads as numba has, and the table gets the port's
-median and the ratio refsnn / port per model and dtype.
+median and the ratio refsnn / port per model and dtype.  The port has no Spikformer: for
+``spikformer_4_384`` (batch 16, random 3x32x32, METHOD.md 13) the yardstick is the same step written in
+PyTorch eager in ``refsnn.bench.torch_spikformer``.
 
-    python -m refsnn.bench.train [--quick] [--repeats N] [--models resnet20,tiny_resnet] [--dtypes float32,float64]
-                                 [--against torch]
+    python -m refsnn.bench.train [--quick] [--repeats N] [--models resnet20,tiny_resnet,spikformer_4_384]
+                                 [--dtypes float32,float64] [--against torch]
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ import tracemalloc
 
 import numpy as np
 
-CASES = {"resnet20": {"batch": 16, "data": "random 3x32x32"}, "tiny_resnet": {"batch": 64, "data": "digits 1x8x8"}}
+CASES = {"resnet20": {"batch": 16, "data": "random 3x32x32"}, "tiny_resnet": {"batch": 64, "data": "digits 1x8x8"},
+         "spikformer_4_384": {"batch": 16, "data": "random 3x32x32"}}
+LARGE = ("resnet20", "spikformer_4_384")  # fewer repeats by default
 
 
 def case_batch(model_name: str, dt, batch: int) -> tuple:
@@ -93,11 +97,17 @@ def _time(step, repeats: int) -> tuple:
 def against_torch(model_name: str, dtype: str, repeats: int, batch: int | None = None) -> dict:
     """The same step in the PyTorch port, with as many torch threads as numba uses (needs the torch extra)."""
     import numba
-    from refsnn.torch.bench import step_fn
     batch = batch or CASES[model_name]["batch"]
     x, y = case_batch(model_name, np.dtype(dtype), batch)
     threads = numba.get_num_threads()
-    warm, times = _time(step_fn(model_name, dtype, x, y, threads), repeats)
+    if model_name == "spikformer_4_384":  # not in the port: the eager re-statement of refsnn.bench.torch_spikformer
+        import torch
+        from .torch_spikformer import build_step
+        torch.set_num_threads(threads)
+        warm, times = _time(build_step(torch, x, y, dtype=dtype), repeats)
+    else:
+        from refsnn.torch.bench import step_fn
+        warm, times = _time(step_fn(model_name, dtype, x, y, threads), repeats)
     return {"torch_threads": threads, "torch_warmup_s": warm, "torch_median_s": float(np.median(times)),
             "torch_min_s": float(min(times))}
 
@@ -138,9 +148,11 @@ def format_table(rows: list) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="refsnn bench train", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 timed steps per case (1 for resnet20)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed steps per case (default 5; resnet20: 3)")
-    ap.add_argument("--models", default="tiny_resnet,resnet20", help="comma-separated: tiny_resnet,resnet20")
+    ap.add_argument("--quick", action="store_true", help="2 timed steps per case (1 for resnet20, spikformer_4_384)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed steps per case (default 5; resnet20, "
+                                                             "spikformer_4_384: 3)")
+    ap.add_argument("--models", default="tiny_resnet,resnet20",
+                    help="comma-separated: tiny_resnet,resnet20,spikformer_4_384")
     ap.add_argument("--dtypes", default="float32,float64", help="comma-separated: float32,float64")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     ap.add_argument("--against", choices=("torch",), default=None,
@@ -163,9 +175,9 @@ def main(argv=None) -> int:
             if args.repeats is not None:
                 reps = args.repeats
             elif args.quick:
-                reps = 1 if m == "resnet20" else 2
+                reps = 1 if m in LARGE else 2
             else:
-                reps = 3 if m == "resnet20" else 5
+                reps = 3 if m in LARGE else 5
             rows.append(run_case(m, d, reps))
             if args.against == "torch":
                 try:

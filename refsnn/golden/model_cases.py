@@ -21,10 +21,10 @@ WIDTH_PARAMS = ("weight_width", "spike_width", "time")
 
 
 def tiny_model(p, dt, seed=0):
-    """tiny_resnet with the case's configuration ``p`` (SpikingConfig, layer configs, input neuron) in dtype ``dt``."""
+    """tiny_resnet (or ``p["model"]``) with the case's configuration ``p`` (SpikingConfig, layer configs, input neuron) in dtype ``dt``."""
     from ..models import get_model
     cfg = SpikingConfig(**p["config"], convention=p["convention"])
-    return get_model("tiny_resnet", config=cfg, layer_configs=p.get("layer_configs") or None,
+    return get_model(p.get("model", "tiny_resnet"), config=cfg, layer_configs=p.get("layer_configs") or None,
                      input_neuron=p.get("input_neuron", True), seed=seed, dtype=dt)
 
 

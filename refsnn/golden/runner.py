@@ -15,6 +15,7 @@ from ..method.conventions import Convention, get_convention
 from . import model_cases as M
 from . import op_cases as O
 from .store import GoldenError
+from .spikformer import compute_ssa, make_ssa, make_train_step_spikformer
 from .train_step import compute_train_step, make_train_step
 
 DEFAULT_SEED = 23717
@@ -27,12 +28,13 @@ RESULT_PREFIXES = ("output", "grad")
 COMPUTE = {"weight_quant": O.compute_weight_quant, "neuron": O.compute_neuron,
            "spiking_layer": O.compute_spiking_layer, "regulate": M.compute_regulate,
            "grid_search": O.compute_grid_search, "observer": O.compute_observer, "cost": M.compute_cost,
-           "train_step": compute_train_step}
+           "train_step": compute_train_step, "ssa": compute_ssa}
 #: the groups in manifest order: (maker, the names of its cases, or None: known only by running the maker)
 MAKERS = ((O.make_weight_quant, None), (O.make_neurons, None), (O.make_layers, tuple(O.LAYERS)),
           (M.make_regulate, ("regulating_loss_tiny_resnet",)), (O.make_grids, tuple(O.GRIDS)),
           (O.make_observers, tuple(O.OBSERVERS)), (M.make_costs, tuple(M.COSTS)),
-          (make_train_step, ("train_step_tiny_resnet",)))
+          (make_train_step, ("train_step_tiny_resnet",)), (make_ssa, ("ssa_block",)),
+          (make_train_step_spikformer, ("train_step_tiny_spikformer",)))
 
 
 def cast_inputs(arrays: dict, dtype, float64_arrays) -> dict:

@@ -1,4 +1,5 @@
-"""The golden training step: one iteration of Algorithm A.1 on tiny_resnet and a fixed digits batch.
+"""The golden training steps: one iteration of Algorithm A.1 on tiny_resnet (and on tiny_spikformer,
+``refsnn.golden.spikformer``) and a fixed digits batch.
 
 The state before the step is given in full (every parameter and every buffer):
 ``initialized = False`` in every layer, so the forward pass first initialises the
@@ -18,6 +19,8 @@ achieved margins are written into the case.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .. import functional as F
@@ -27,7 +30,7 @@ from ..method.neuron import emitted_spikes, membrane_potentials, spike_grid
 from ..method.parametrize import width_value
 from ..method.regulate import Penalties, Targets, regulating_loss
 from ..method.weight_quant import weight_grid
-from ..nn import ReLU, spiking_layers
+from ..nn import MaxPool2d, ReLU, spiking_layers
 from ..optim import DEFAULT_LR, SGD, param_groups
 from . import draw as D
 from .cases import B_BOUND, T_BOUND, Case
@@ -51,12 +54,27 @@ PRIOR_RANGES = (("stem", "obs_s_vrmin", 0, -0.75), ("stem", "obs_s_vrmax", 0, 2.
 #: a model seed is accepted when, at every decision site, the distance of every value to its decision point
 #: is at least MIN_RATIO times the largest float32 deviation refsnn shows at that site (see ``assess``)
 MIN_RATIO = 10.0
-SITE_KINDS = ("spike", "weight", "relu", "grid")
+SITE_KINDS = ("spike", "weight", "relu", "pool", "grid")
 MAX_SEEDS = 400
 
 
-def _params(convention="paper") -> dict:
-    return {"model": "tiny_resnet", "batch": "digits train split, rows " + str(BATCH), "batch_indices": BATCH,
+@dataclass(frozen=True)
+class StepSpec:
+    """What a training-step case fixes: the model, the digits rows, the width parameters
+    ``{layer: (Bhat_w or None, (Bhat_s^t ...), That)}`` and the observer ranges left from earlier renewals."""
+    name: str
+    model: str
+    batch: tuple
+    widths: dict
+    prior_ranges: tuple
+
+
+RESNET_STEP = StepSpec(NAME, "tiny_resnet", tuple(BATCH), WIDTHS, PRIOR_RANGES)
+
+
+def _params(convention="paper", spec: StepSpec = RESNET_STEP) -> dict:
+    return {"model": spec.model, "batch": "digits train split, rows " + str(list(spec.batch)),
+            "batch_indices": list(spec.batch),
             "config": {"weight_bits": 4.0, "spike_bits": 4.0, "time_steps": 2.0, "weight_bound": B_BOUND,
                        "spike_bound": B_BOUND, "time_bound": T_BOUND, "renewal": "both", "renewal_K": 100,
                        "renewal_p": 2.4},
@@ -67,16 +85,17 @@ def _params(convention="paper") -> dict:
             "convention": convention}
 
 
-def _prepare(p, seed, dt=np.float64):
+def _prepare(p, seed, dt=np.float64, spec: StepSpec = RESNET_STEP):
     """The model of the case in its state before the step (float32-exact values)."""
     model = tiny_model(p, np.float64, seed=seed)
-    rng = D.case_rng(seed, NAME + "/bn")
+    rng = D.case_rng(seed, spec.name + "/bn")
     for name, l in spiking_layers(model):
-        bw, bs, t = WIDTHS[name]
-        l.weight_width.data[...] = D.f32(bw)
+        bw, bs, t = spec.widths[name]
+        if l.has_weight:
+            l.weight_width.data[...] = D.f32(bw)
         l.spike_width.data[...] = D.f32(bs)
-        l.time.data[...] = D.f32(t)
-    for lname, buf, i, v in PRIOR_RANGES:
+        l.time.data[...] = D.f32(t)  # a shared That (Q/K/V neurons) gets the same value from each of them
+    for lname, buf, i, v in spec.prior_ranges:
         layer = dict(spiking_layers(model))[lname]
         getattr(layer, buf)[i] = D.f32(v)
     for name, prm in model.named_parameters():
@@ -93,18 +112,19 @@ def _prepare(p, seed, dt=np.float64):
     return model, state
 
 
-def _batch():
+def _batch(spec: StepSpec = RESNET_STEP):
     ds = load_digits("train", dtype=np.float64)
-    return D.f32(ds.x[BATCH]), ds.y[BATCH].astype(np.int64)
+    rows = list(spec.batch)
+    return D.f32(ds.x[rows]), ds.y[rows].astype(np.int64)
 
 
 def _capture(model, relu=False) -> dict:
-    """Record the input of every spiking layer (and of every ReLU) during the next forward passes."""
+    """Record the input of every spiking layer (and of every ReLU and max pool) during the next forward passes."""
     acts = {}
     for name, m in model.named_modules():
-        if isinstance(m, ReLU) and not relu:
+        if isinstance(m, (ReLU, MaxPool2d)) and not relu:
             continue
-        if not (isinstance(m, ReLU) or name in dict(spiking_layers(model))):
+        if not (isinstance(m, (ReLU, MaxPool2d)) or name in dict(spiking_layers(model))):
             continue
 
         def keep(module, args, out, _name=name):
@@ -113,7 +133,7 @@ def _capture(model, relu=False) -> dict:
     return acts
 
 
-def record(p, seed, dt=np.float64) -> dict:
+def record(p, seed, dt=np.float64, spec: StepSpec = RESNET_STEP) -> dict:
     """The forward pass of one model seed in precision ``dt``, under the convention of ``p``: every value that
     is rounded, clipped or compared, grouped per decision site.
 
@@ -122,12 +142,17 @@ def record(p, seed, dt=np.float64) -> dict:
     ``grid:<layer>:<kind>:<index>`` (the K scores of an observer's grid search; the distance is the relative
     gap of the winner).
     """
-    model, _ = _prepare(p, seed, dt)
+    model, _ = _prepare(p, seed, dt, spec)
+    x, _ = _batch(spec)
+    return decision_sites(model, x.astype(dt))
+
+
+def decision_sites(model, x) -> dict:
+    """Run ``model`` on ``x`` (training mode, no tape) and return its decision sites (see ``record``)."""
     acts = _capture(model, relu=True)
-    x, _ = _batch()
     model.train()
     with no_grad():
-        model(Tensor(x.astype(dt)))
+        model(Tensor(x))
     out = {}
     spiking = dict(spiking_layers(model))
     for name, l in spiking.items():
@@ -145,6 +170,8 @@ def record(p, seed, dt=np.float64) -> dict:
             dec = np.concatenate([emitted_spikes(u[t], bits[t], domain=cfg.domain, rounding=cfg.rounding).ravel(),
                                   ((u[t] >= lo) & (u[t] <= hi)).ravel()])
             out[f"spike:{name}:{t}"] = (u[t].ravel(), dist[t].ravel(), dec)
+        if not l.has_weight:  # a neuron-only layer (METHOD.md 13): no weight quantizer
+            continue
         q_min, q_max = weight_grid(B_w)
         xw = D.weight_ratio(l.weight.data, l.weight_step.data).ravel()
         dec = np.concatenate([np.clip(np.sign(xw) * np.floor(np.abs(xw) + 0.5), q_min, q_max),
@@ -158,13 +185,42 @@ def record(p, seed, dt=np.float64) -> dict:
             scores = D.grid_scores(X, q_lo, q_hi, cfg.renewal_K, cfg.renewal_p, sym)
             out[f"grid:{name}:{kind}:{idx}"] = (scores, np.array([D.grid_gap(scores)]),
                                                 np.array([b_new, np.argmin(scores)]))
+    modules = dict(model.named_modules())
     for k, z in acts.items():
-        if k not in spiking:
-            z = np.asarray(z, np.float64).ravel()
-            d = np.abs(z)
-            d[z == 0] = np.inf
-            out[f"relu:{k}"] = (z, d, z > 0)
+        if k in spiking:
+            continue
+        if isinstance(modules[k], MaxPool2d):
+            out[f"pool:{k}"] = _pool_site(np.asarray(z, np.float64), modules[k])
+            continue
+        z = np.asarray(z, np.float64).ravel()
+        d = np.abs(z)
+        d[z == 0] = np.inf
+        out[f"relu:{k}"] = (z, d, z > 0)
     return out
+
+
+#: a max-pool window whose two largest values are closer than this (relative) holds a tie (see ``_pool_site``)
+POOL_TIE = 1e-5
+
+
+def _pool_site(z, pool) -> tuple:
+    """A max pool's decisions: per window the maximum, its gap to the runner-up and the index of the first
+    maximum (where the gradient goes).
+
+    Windows whose two largest values agree to ``POOL_TIE`` (relative) are ties: after a quantized conv the
+    maps lie on a lattice, so two positions often hold the same value in exact arithmetic and rounding alone
+    picks the maximum (docs/golden.md, ``train_step``).  Ties are left out (infinite gap, index -1)."""
+    k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
+    s = k if pool.stride is None else pool.stride
+    pad = np.pad(z, ((0, 0), (0, 0), (pool.padding, pool.padding), (pool.padding, pool.padding)),
+                 constant_values=-np.inf)
+    win = np.lib.stride_tricks.sliding_window_view(pad, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    win = win.reshape(-1, k * k)
+    top = np.sort(win, axis=1)[:, -2:]
+    gap = top[:, 1] - top[:, 0]
+    tie = gap <= POOL_TIE * np.maximum(np.abs(top[:, 1]), 1e-30)
+    gap[tie] = np.inf
+    return top[:, 1], gap, np.where(tie, -1, np.argmax(win, axis=1))
 
 
 def assess(r64: dict, r32: dict) -> dict:
@@ -197,13 +253,15 @@ def assess(r64: dict, r32: dict) -> dict:
     return res
 
 
-def make_train_step(seed) -> list:
-    p = _params()
+def find_seed(record_fn, p) -> tuple:
+    """The first model seed whose decisions are MIN_RATIO x their float32 deviation away under both conventions,
+    and its margins; ``record_fn(params, seed, dtype)`` gives the decision sites."""
     chosen = None
     for s in range(MAX_SEEDS):
         ok, margins = True, {}
         for cv in ("paper", "official"):
-            a = assess(record(dict(p, convention=cv), s), record(dict(p, convention=cv), s, np.float32))
+            a = assess(record_fn(dict(p, convention=cv), s, np.float64),
+                       record_fn(dict(p, convention=cv), s, np.float32))
             ok = a.pop("same_choices") and all(a.get(f"{k}_ratio", np.inf) >= MIN_RATIO for k in SITE_KINDS)
             if not ok:
                 break
@@ -214,9 +272,15 @@ def make_train_step(seed) -> list:
     if chosen is None:  # pragma: no cover
         raise RuntimeError(f"no model seed below {MAX_SEEDS} keeps every decision {MIN_RATIO}x its float32 "
                            "deviation away")
+    return chosen, margins
+
+
+def make_train_step(seed, spec: StepSpec = RESNET_STEP, description: str | None = None, extra_eqs=()) -> list:
+    p = _params(spec=spec)
+    chosen, margins = find_seed(lambda q, s, dt: record(q, s, dt, spec), p)
     p["model_seed"] = chosen
-    _, state = _prepare(p, chosen)
-    x, y = _batch()
+    _, state = _prepare(p, chosen, spec=spec)
+    x, y = _batch(spec)
     arrays = {"input.x": x, "input.labels": y}
     model = tiny_model(p, np.float64, seed=chosen)
     params = dict(model.named_parameters())
@@ -224,7 +288,7 @@ def make_train_step(seed) -> list:
         arrays[("param." if k in params else "input.state.") + k] = v
     f64 = tuple(f"{pre}.state.{k}" for k in state if "obs_" in k and state[k].dtype == np.float64
                 for pre in ("input", "output"))
-    desc = ("One training step (Alg. A.1) of tiny_resnet on 4 digits: LSQ initialisation of the steps (first "
+    desc = description or ("One training step (Alg. A.1) of tiny_resnet on 4 digits: LSQ initialisation of the steps (first "
             "batch), observers renewing the steps whose rounded width changed (spike and weight), forward, "
             "cross-entropy + regulating loss (Eq. 21), backward, SGD step (momentum 0.9, first step, weight decay "
             "1e-4 on weights only, lr per parameter kind, thresholds and steps clamped >= 1e-5). Outputs: every "
@@ -234,7 +298,8 @@ def make_train_step(seed) -> list:
            "Eq. 11", "Eq. 12", "Eq. 13", "Eq. 14", "Eq. 15", "Eq. 16", "Eq. 17", "Eq. 18", "Eq. 19", "Eq. 20",
            "Eq. 21", "App. A.6", "App. A.7", "App. A.8", "App. A.9", "App. A.10", "App. A.11", "App. A.12",
            "App. A.13", "METHOD.md 2", "METHOD.md 5.3", "METHOD.md 6.5", "METHOD.md 6.6", "C1", "C3", "C5"]
-    return [Case(NAME, "train_step", desc, eqs, p, arrays, float64_arrays=f64, margins=margins)]
+    eqs += list(extra_eqs)
+    return [Case(spec.name, "train_step", desc, eqs, p, arrays, float64_arrays=f64, margins=margins)]
 
 
 def compute_train_step(p, a):
@@ -261,7 +326,8 @@ def compute_train_step(p, a):
     for name, l in layers:
         out[f"output.act.{name}"] = acts[name]
         out[f"output.forward.{name}.threshold"] = l.threshold.data.copy()
-        out[f"output.forward.{name}.weight_step"] = l.weight_step.data.copy()
+        if l.has_weight:
+            out[f"output.forward.{name}.weight_step"] = l.weight_step.data.copy()
     opt = SGD(param_groups(model, lr=p["lr"], weight_decay=p["weight_decay"]), momentum=p["momentum"])
     opt.zero_grad()
     loss.backward()

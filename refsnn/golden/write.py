@@ -92,14 +92,16 @@ def derive_tolerance(out64: dict, out32: dict) -> dict:
 
 
 def _eq_key(ref: str):
-    """Order of the ``equations`` entries: Eq., App., Alg., METHOD.md sections, conventions; numerically."""
+    """Order of the ``equations`` entries: Eq., App., Alg., METHOD.md sections, conventions; numerically.
+
+    Ties ("Alg. 1" and "Alg. A.1") are broken by the text, so the order never depends on a set's hash order."""
     kinds = ("Eq.", "App.", "Alg.", "METHOD.md", "C")
     head = next((i for i, k in enumerate(kinds) if ref.startswith(k)), len(kinds))
     num = ref[len(kinds[head]):].strip() if head < len(kinds) else ref
     parts = []
     for p in num.replace("A.", "").split("."):
         parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
-    return head, parts
+    return head, parts, ref
 
 
 def _set_dirs(directory: Path, conventions, dtypes) -> dict:

@@ -67,6 +67,52 @@ class LayerCost:
 
 
 @dataclass
+class AttentionCost:
+    """The two weightless products of one spiking self-attention block (METHOD.md 13, decision).
+
+    ``tokens`` L, ``dim`` D; ``B_q``, ``B_k``, ``B_v``: the spike widths of N_q, N_k, N_v at
+    each of the T steps of their shared temporal length.  Per sample:
+
+        MACs(Q K^T) = MACs(A V) = L^2 D                       (L x L scores of d = D/H per head, H heads)
+        B_A^t = B_q^t + B_k^t + ceil(log2 L)                   (bit width of A's integer grid)
+        bits_qk = sum_t MACs * B_q^t * B_k^t,  bits_av = sum_t MACs * B_v^t * B_A^t
+
+    summed over the steps as Eq. 7 sums the spike widths.  Not part of S-ACE (Eq. 8).
+    """
+    name: str
+    tokens: int
+    dim: int
+    heads: int
+    B_q: list
+    B_k: list
+    B_v: list
+
+    @property
+    def macs(self) -> int:
+        # L^2 D multiply-accumulates for each of Q K^T and A V
+        return self.tokens * self.tokens * self.dim
+
+    @property
+    def B_A(self) -> list:
+        # B_A = B_q + B_k + ceil(log2 N_tokens)
+        grow = math.ceil(math.log2(self.tokens)) if self.tokens > 1 else 0
+        return [q + k + grow for q, k in zip(self.B_q, self.B_k)]
+
+    @property
+    def bits_qk(self) -> int:
+        return sum(self.macs * q * k for q, k in zip(self.B_q, self.B_k))
+
+    @property
+    def bits_av(self) -> int:
+        return sum(self.macs * v * a for v, a in zip(self.B_v, self.B_A))
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(macs_qk=self.macs, macs_av=self.macs, B_A=self.B_A, bits_qk=self.bits_qk, bits_av=self.bits_av)
+        return d
+
+
+@dataclass
 class ModelCost:
     layers: list
     W: float
@@ -77,16 +123,23 @@ class ModelCost:
     s_ace: int
     s_ace_star: int
     size_mb: float
+    attention: list = field(default_factory=list)  # AttentionCost of each self-attention block (METHOD.md 13)
 
     def as_dict(self) -> dict:
-        return {"W": self.W, "S": self.S, "T": self.T, "bit_budget": self.bit_budget,
-                "macs_g": self.macs / 1e9, "s_ace_g": self.s_ace / 1e9, "s_ace_star_g": self.s_ace_star / 1e9,
-                "size_mb": self.size_mb, "layers": [lc.as_dict() for lc in self.layers],
-                "s_ace_star_note": "S-ACE* = sum MACs*B_w*(max_t B_s + ceil(log2 T)): refsnn's reading of App. A.6"}
+        d = {"W": self.W, "S": self.S, "T": self.T, "bit_budget": self.bit_budget,
+             "macs_g": self.macs / 1e9, "s_ace_g": self.s_ace / 1e9, "s_ace_star_g": self.s_ace_star / 1e9,
+             "size_mb": self.size_mb, "layers": [lc.as_dict() for lc in self.layers],
+             "s_ace_star_note": "S-ACE* = sum MACs*B_w*(max_t B_s + ceil(log2 T)): refsnn's reading of App. A.6"}
+        if self.attention:
+            d["attention"] = [a.as_dict() for a in self.attention]
+            d["attention_macs_g"] = sum(2 * a.macs for a in self.attention) / 1e9
+            d["attention_bits_qk_g"] = sum(a.bits_qk for a in self.attention) / 1e9
+            d["attention_bits_av_g"] = sum(a.bits_av for a in self.attention) / 1e9
+        return d
 
 
-def model_cost(layers: list) -> ModelCost:
-    """Model averages (METHOD.md section 2) and totals (Eq. 7-8, App. A.6)."""
+def model_cost(layers: list, attention: list = ()) -> ModelCost:
+    """Model averages (METHOD.md section 2) and totals (Eq. 7-8, App. A.6); ``attention``: AttentionCost list."""
     if not layers:
         raise ValueError("model_cost: the model has no spiking weight layers")
     # W, S, T of METHOD.md section 2 (an average over no spiking layer is 0)
@@ -102,15 +155,18 @@ def model_cost(layers: list) -> ModelCost:
         s_ace_star=sum(lc.s_ace_star for lc in layers),
         # size (MB) = sum_l N_w,l * B_w,l / 8 / 10^6
         size_mb=sum(lc.size_mb for lc in layers),
+        attention=list(attention),
     )
 
 
 def uniform(layers: list, W: int, S: int, T: int) -> list:
-    """The same layers with every width set by hand: B_w = W, B_s^t = S for t <= T, T_l = T."""
+    """The same layers with every width set by hand: B_w = W, B_s^t = S for t <= T, T_l = T.
+
+    A layer without weights (a neuron-only layer, ``n_w = 0``) keeps B_w = 0."""
     for name, v in (("W", W), ("S", S), ("T", T)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"uniform: {name} must be an integer >= 1, got {v!r}")
-    return [replace(lc, B_w=W, B_s=[S] * T, T=T) for lc in layers]
+    return [replace(lc, B_w=W if lc.n_w else lc.B_w, B_s=[S] * T, T=T) for lc in layers]
 
 
 def parse_wst(text: str) -> tuple:

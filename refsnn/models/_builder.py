@@ -22,7 +22,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from ..autograd.tensor import check_float_dtype
-from ..nn import SpikingConfig, SpikingConv2d, SpikingLinear, spiking_layers
+from ..nn import SpikingConfig, SpikingConv2d, SpikingLinear, SpikingNeuron, spiking_layers
 
 
 def _check_layer_configs(layer_configs) -> list:
@@ -91,10 +91,15 @@ class LayerBuilder:
         return SpikingConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False,
                              config=self.config_for(name), rng=self.rng, dtype=self.dtype)
 
-    def linear(self, name: str, in_features: int, out_features: int) -> SpikingLinear:
+    def linear(self, name: str, in_features: int, out_features: int, bias: bool = True) -> SpikingLinear:
         self.names.append(name)
-        return SpikingLinear(in_features, out_features, bias=True, config=self.config_for(name), rng=self.rng,
+        return SpikingLinear(in_features, out_features, bias=bias, config=self.config_for(name), rng=self.rng,
                              dtype=self.dtype)
+
+    def neuron(self, name: str, time=None) -> SpikingNeuron:
+        """A neuron-only layer (METHOD.md 13); ``time``: a shared That (``refsnn.nn.shared_time``) or None."""
+        self.names.append(name)
+        return SpikingNeuron(self.config_for(name), time=time, dtype=self.dtype)
 
     def finish(self, model):
         """Check that every ``layer_configs`` key matched a layer and that the names used are the module names."""

@@ -12,7 +12,10 @@ zero image (eval mode, no tape), asks each spiking layer for its ``LayerCost``
     size     = sum_l N_w,l * B_w,l / 8 / 10^6 MB
 
 A stem without input neuron (``input_neuron=False``) is left out of S-ACE, S-ACE*
-and the S and T averages, and kept in W, size and MACs.
+and the S and T averages, and kept in W, size and MACs.  Neuron-only layers
+(Spikformer's N_q, N_k, N_v) count in S and T by their input elements and have no
+weights or MACs; the products Q K^T and A V of each self-attention block are costed
+apart (``AttentionCost``: MACs and the bit products, METHOD.md 13), not in S-ACE.
 """
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ import sys
 import numpy as np
 
 from ..autograd.tensor import Tensor, no_grad
-from ..method.budget import ModelCost, model_cost, parse_wst, uniform
+from ..method.budget import AttentionCost, ModelCost, model_cost, parse_wst, uniform
 from ..nn import spiking_layers
+from .spikformer import SSA
 
 
 def parse_input_shape(text) -> tuple:
@@ -89,7 +93,18 @@ def model_costs(model, input_shape, wst=None) -> ModelCost:
     costs = layer_costs(model, input_shape)
     if wst is not None:
         costs = uniform(costs, *_check_wst(wst))
-    return model_cost(costs)
+    return model_cost(costs, attention_costs(model, costs))
+
+
+def attention_costs(model, costs: list) -> list:
+    """``AttentionCost`` of every SSA block, with the Q/K/V widths of the given layer costs (METHOD.md 13)."""
+    by_name = {lc.name: lc for lc in costs}
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, SSA):
+            q, k, v = (by_name[f"{name}.{n}_neuron"] for n in "qkv")
+            out.append(AttentionCost(name, m.n_tokens, m.dim, m.heads, q.B_s[:q.T], k.B_s[:k.T], v.B_s[:v.T]))
+    return out
 
 
 def _fmt_int(v) -> str:
@@ -101,11 +116,11 @@ def format_cost_table(cost: ModelCost) -> str:
     head = ("layer", "kind", "MACs", "N_w", "N_f", "B_w", "B_s^t", "T", "BB", "S-ACE", "S-ACE*", "size (MB)")
     rows = []
     for lc in cost.layers:
-        spk = lc.spiking
-        rows.append((lc.name, lc.kind, _fmt_int(lc.macs), _fmt_int(lc.n_w), _fmt_int(lc.n_f), str(lc.B_w),
+        spk, w = lc.spiking, lc.n_w > 0
+        rows.append((lc.name, lc.kind, _fmt_int(lc.macs), _fmt_int(lc.n_w), _fmt_int(lc.n_f), str(lc.B_w) if w else "-",
                      ",".join(str(b) for b in lc.B_s[: lc.T]) if spk else "- (no neuron)",
-                     str(lc.T) if spk else "-", str(lc.bit_budget), _fmt_int(lc.s_ace), _fmt_int(lc.s_ace_star),
-                     f"{lc.size_mb:.4f}"))
+                     str(lc.T) if spk else "-", str(lc.bit_budget) if w else "-", _fmt_int(lc.s_ace),
+                     _fmt_int(lc.s_ace_star), f"{lc.size_mb:.4f}"))
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     left = {0, 1, 6}
 
@@ -123,6 +138,29 @@ def format_cost_table(cost: ModelCost) -> str:
     if any(not lc.spiking for lc in cost.layers):
         out.append("Layers marked '(no neuron)' see the analog input: counted in W, size and MACs, "
                    "left out of S-ACE, S-ACE*, S and T.")
+    if cost.attention:
+        out += ["", format_attention_table(cost.attention)]
+    return "\n".join(out)
+
+
+def format_attention_table(attention: list) -> str:
+    """The weightless products of self-attention (METHOD.md 13): MACs and bit products, per block and in total."""
+    head = ("attention", "L", "H", "B_q^t", "B_k^t", "B_v^t", "B_A^t", "MACs QK^T", "MACs*B_q*B_k", "MACs AV",
+            "MACs*B_v*B_A")
+    rows = [(a.name, str(a.tokens), str(a.heads), *(",".join(map(str, b)) for b in (a.B_q, a.B_k, a.B_v, a.B_A)),
+             _fmt_int(a.macs), _fmt_int(a.bits_qk), _fmt_int(a.macs), _fmt_int(a.bits_av)) for a in attention]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i in (0, 3, 4, 5, 6) else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
+    out += ["", f"attention MACs (G) = {sum(2 * a.macs for a in attention) / 1e9:.4f}   "
+                f"sum MACs*B_q*B_k (G) = {sum(a.bits_qk for a in attention) / 1e9:.4f}   "
+                f"sum MACs*B_v*B_A (G) = {sum(a.bits_av for a in attention) / 1e9:.4f}",
+            "Q K^T and A V have no weights: not in S-ACE (Eq. 8). Bit products summed over the T steps of the shared "
+            "T_l; B_A = B_q + B_k + ceil(log2 L) (METHOD.md 13)."]
     return "\n".join(out)
 
 

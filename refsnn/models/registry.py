@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from .resnet import resnet18, resnet20, sew_resnet34, tiny_resnet
+from .spikformer import spikformer_4_384, spikformer_8_512, spikformer_dvs, tiny_spikformer
 
-_MODELS = {"resnet20": resnet20, "resnet18": resnet18, "sew_resnet34": sew_resnet34, "tiny_resnet": tiny_resnet}
+_MODELS = {"resnet20": resnet20, "resnet18": resnet18, "sew_resnet34": sew_resnet34, "tiny_resnet": tiny_resnet,
+           "spikformer_4_384": spikformer_4_384, "spikformer_8_512": spikformer_8_512,
+           "spikformer_dvs": spikformer_dvs, "tiny_spikformer": tiny_spikformer}
 _INPUT_SHAPES = {"resnet20": (3, 32, 32), "resnet18": (3, 32, 32), "sew_resnet34": (3, 224, 224),
-                 "tiny_resnet": (1, 8, 8)}
+                 "tiny_resnet": (1, 8, 8), "spikformer_4_384": (3, 32, 32), "spikformer_8_512": (3, 224, 224),
+                 "spikformer_dvs": (2, 128, 128), "tiny_spikformer": (1, 8, 8)}
 MODEL_NAMES = tuple(_MODELS)
 
 
@@ -23,5 +27,5 @@ def get_model(name: str, **kw):
 
 def default_input_shape(name: str) -> tuple:
     """Per-sample input shape (C, H, W) the model is meant for:
-    3x32x32 (CIFAR), 3x224x224 (ImageNet), 1x8x8 (digits)."""
+    3x32x32 (CIFAR), 3x224x224 (ImageNet), 2x128x128 (DVS event frames), 1x8x8 (digits)."""
     return _INPUT_SHAPES[_check_name(name)]

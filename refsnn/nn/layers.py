@@ -1,4 +1,4 @@
-"""Plain (non-spiking) layers: Linear, Conv2d, BatchNorm1d/2d, ReLU, pooling, Flatten, Identity."""
+"""Plain (non-spiking) layers: Linear, Conv2d, BatchNorm1d/2d, TokenBatchNorm, ReLU, pooling, Flatten, Identity."""
 from __future__ import annotations
 
 import numpy as np
@@ -103,6 +103,17 @@ class BatchNorm2d(_BatchNorm):
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of (N, C) features per channel."""
     _ndim = 2
+
+
+class TokenBatchNorm(_BatchNorm):
+    """Batch normalisation of (N, L, D) tokens per feature over the N*L tokens (Spikformer's BatchNorm1d)."""
+    _ndim = 3
+
+    def forward(self, x):
+        if x.ndim != 3 or x.shape[2] != self.num_features:
+            raise ValueError(f"TokenBatchNorm: expected (N, L, {self.num_features}) tokens, got shape {tuple(x.shape)}")
+        return F.token_batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, self.training,
+                                  self.momentum, self.eps)
 
 
 class ReLU(Module):

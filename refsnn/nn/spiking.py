@@ -38,13 +38,14 @@ from ..kernels.spike import MAX_BITS as SPIKE_MAX_BITS
 from ..method import renewal as R
 from ..method.budget import LayerCost
 from ..method.conventions import Convention, get_convention
-from ..method.neuron import DOMAINS, ROUNDINGS, membrane_potentials, spike_grid, spiking_neuron
+from ..method.neuron import DOMAINS, ROUNDINGS
 from ..method.parametrize import check_bound, check_finite_param, parametrized_width, width_value
 from ..method.protocol import LayerWidths
 from ..method.weight_quant import quantize_weight, weight_grid
 from ..random import resolve as resolve_rng
-from .layers import Identity, kaiming_normal, positive_int
+from .layers import kaiming_normal, positive_int
 from .module import Module, Parameter
+from .neurons import NeuronPart, check_input, lsq_init
 
 
 @dataclass(frozen=True)
@@ -115,43 +116,21 @@ class SpikingConfig:
         return dict(asdict(self), convention=self.convention.name)
 
 
-def _check_input(x: np.ndarray, owner: str) -> None:
-    """The input of a spiking layer: a non-empty batch of finite numbers (NaN or inf would reach the LSQ
-    initialisation and the observers and be reported as bad thresholds)."""
-    if x.ndim == 0 or x.shape[0] == 0 or x.size == 0:
-        raise ValueError(f"{owner}: the input x is empty (shape {x.shape}); a batch needs at least one sample")
-    finite = np.isfinite(x)
-    if not finite.all():
-        first = x[~finite].ravel()[0]
-        raise ValueError(f"{owner}: the input x has {int(x.size - finite.sum())} non-finite value(s) of {x.size} "
-                         f"(e.g. {first!r}); it must be finite")
-
-
-def _lsq_init(data: np.ndarray, q_max: int) -> float:
-    """METHOD.md section 11: step = 2 mean|x| / sqrt(q_max) (LSQ initialisation)."""
-    return max(2.0 * float(np.mean(np.abs(data))) / math.sqrt(q_max), R.EPS)
-
-
-class _SpikingLayer(Module):
+class _SpikingLayer(NeuronPart, Module):
     """Shared machinery of SpikingConv2d and SpikingLinear (the weight op differs)."""
+    has_weight = True
 
     def _build(self, weight: np.ndarray, out_channels: int, bias: bool, config: SpikingConfig, dtype):
         c = self.config = config
         self.weight = Parameter(weight, "weight")
         self.bias = Parameter(np.zeros(out_channels, dtype), "bias") if bias else None
-        n_steps = c.time_bound if c.temporal_wise else 1
         step_shape = (out_channels,) if c.per_channel_step else ()
         self.weight_step = Parameter(np.ones(step_shape, dtype), "weight_step")
         self.weight_width = Parameter(np.array(c.weight_bits, dtype), "weight_width")
         self.weight_width.requires_grad = c.learn_weight_bits
         if c.input_neuron:
-            self.threshold = Parameter(np.ones(n_steps, dtype), "threshold")
-            self.spike_width = Parameter(np.full(n_steps, c.spike_bits, dtype), "spike_width")
-            self.spike_width.requires_grad = c.learn_spike_bits
-            self.time = Parameter(np.array(c.time_steps, dtype), "time")
-            self.time.requires_grad = c.learn_time
-            # hook point (Module.register_forward_hook): the neuron's squeezed output y (Eq. 12), before the weight op
-            self.squeezed = Identity()
+            # threshold, spike_width, time and the hook point `squeezed` (before the weight op)
+            self._build_neuron_params(c, dtype)
         # state saved with the layer: LSQ initialisation done, observers (Alg. 1), renewal switches
         self.register_buffer("initialized", np.array(False))
         self.register_buffer("renew_spike", np.array(c.renewal in ("spike", "both") and c.input_neuron))
@@ -161,9 +140,7 @@ class _SpikingLayer(Module):
         self.register_buffer("obs_w_vrmin", np.full(n_obs_w, np.inf))
         self.register_buffer("obs_w_vrmax", np.full(n_obs_w, -np.inf))
         if c.input_neuron:
-            self.register_buffer("obs_s_bold", np.full(n_steps, width_value(c.spike_bits, c.spike_bound), np.int64))
-            self.register_buffer("obs_s_vrmin", np.full(n_steps, np.inf))
-            self.register_buffer("obs_s_vrmax", np.full(n_steps, -np.inf))
+            self._build_neuron_buffers(c)
         self.renewal_events: list = []   # (kind, index, B_new, step) of every renewal in the last forward pass
         self.in_shape = None              # per-sample input shape seen last (for the cost model)
         self.out_shape = None
@@ -176,12 +153,8 @@ class _SpikingLayer(Module):
         B_w = parametrized_width(self.weight_width, c.weight_bound, "weight_width")
         if not c.input_neuron:
             return B_w, None, None
-        # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, B_s,bound))
-        B_s = parametrized_width(self.spike_width, c.spike_bound, "spike_width")
-        # Eq. 10: T = round(clip(That, 1, T_bound))
-        T = parametrized_width(self.time, c.time_bound, "time")
-        if not c.temporal_wise:  # shared over time: one value broadcast to every step
-            B_s = B_s * np.ones(c.time_bound, dtype=B_s.dtype)
+        # Eq. 9-10: B_s^t and T
+        B_s, T = self.spike_widths()
         return B_w, B_s, T
 
     def width_values(self) -> tuple:
@@ -190,10 +163,8 @@ class _SpikingLayer(Module):
         B_w = int(width_value(self.weight_width, c.weight_bound))
         if not c.input_neuron:
             return B_w, [], 1
-        T = int(width_value(self.time, c.time_bound))
-        bs = width_value(self.spike_width, c.spike_bound)
-        bs = np.broadcast_to(bs, (c.time_bound,))
-        return B_w, [int(b) for b in bs[:T]], T
+        bs, T = self.spike_width_values()
+        return B_w, bs, T
 
     # -- the layer protocol (refsnn.method.protocol) ------------------------------------
     @property
@@ -214,12 +185,6 @@ class _SpikingLayer(Module):
         # the spike widths of the T_l steps in use
         return LayerWidths(B_w=B_w, B_s=B_s[:int(T.data)], T=T, n_w=n_w, n_f=n_f, spiking=True)
 
-    def thresholds(self):
-        c = self.config
-        if c.temporal_wise:
-            return self.threshold
-        return self.threshold * np.ones(c.time_bound, dtype=self.threshold.dtype)
-
     # -- section 11: LSQ initialisation at the first training batch ------------------
     def _initialize(self, x: np.ndarray) -> None:
         c = self.config
@@ -227,43 +192,15 @@ class _SpikingLayer(Module):
         # section 11: S_q = 2 mean|w| / sqrt(q_max)
         if c.per_channel_step:
             q_max = weight_grid(B_w)[1]
-            self.weight_step.data[...] = [_lsq_init(wc, q_max) for wc in self.weight.data]
+            self.weight_step.data[...] = [lsq_init(wc, q_max) for wc in self.weight.data]
         else:
-            self.weight_step.data[...] = _lsq_init(self.weight.data, weight_grid(B_w)[1])
+            self.weight_step.data[...] = lsq_init(self.weight.data, weight_grid(B_w)[1])
         if c.input_neuron:
-            bs = width_value(self.spike_width, c.spike_bound)
             # section 11: V_th^t = 2 mean|a| / sqrt(q_max)
-            self.threshold.data[...] = [_lsq_init(x, spike_grid(b, c.domain)[1]) for b in bs]
+            self._init_thresholds(x)
         self.initialized[...] = True
 
-    # -- Alg. 1: observers, before quantizing -----------------------------------------
-    def _renew_spike_steps(self, x: np.ndarray) -> None:
-        c = self.config
-        bs = width_value(self.spike_width, c.spike_bound)
-        T = int(width_value(self.time, c.time_bound))
-        steps = range(len(bs)) if c.temporal_wise else range(1)
-        for t in steps:
-            if t >= T:
-                break
-            B = int(bs[t])
-            if B == int(self.obs_s_bold[t]):  # Alg. 1 step 1
-                continue
-            # the data X of this quantizer: the membrane potential v^t under the current thresholds
-            v_th = self.thresholds().data if not c.temporal_wise else self.threshold.data
-            bits_all = np.broadcast_to(bs, (c.time_bound,)).astype(np.int64)
-            v = membrane_potentials(x, np.ascontiguousarray(v_th), np.ascontiguousarray(bits_all), t + 1,
-                                    domain=c.domain, rounding=c.rounding, tau=c.tau, convention=c.convention,
-                                    impl=c.impl)
-            q_min, q_max = spike_grid(B, c.domain)
-            res = R.observe(v[t], B, int(self.obs_s_bold[t]), float(self.obs_s_vrmin[t]), float(self.obs_s_vrmax[t]),
-                            q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=(c.domain == "bidirectional"),
-                            formula=c.convention.renewal_formula)
-            self.obs_s_bold[t], self.obs_s_vrmin[t], self.obs_s_vrmax[t] = res.b_old, res.v_rmin, res.v_rmax
-            if res.fired:
-                # Eq. 25: overwrite the step V_th^t
-                self.threshold.data[t] = max(res.step, R.EPS)
-                self.renewal_events.append(("spike", t, int(res.b_old), res.step))
-
+    # -- Alg. 1: observers, before quantizing (the spike steps: NeuronPart._renew_spike_steps) --------
     def _renew_weight_step(self) -> None:
         c = self.config
         B = int(width_value(self.weight_width, c.weight_bound))
@@ -293,7 +230,7 @@ class _SpikingLayer(Module):
         xd = x.data if isinstance(x, Tensor) else np.asarray(x)
         if xd.dtype != self.weight.dtype:
             raise TypeError(f"{type(self).__name__}: input is {xd.dtype}, the layer is {self.weight.dtype}")
-        _check_input(xd, type(self).__name__)
+        check_input(xd, type(self).__name__)
         self.renewal_events = []
         for p in (self.weight_width, getattr(self, "spike_width", None), getattr(self, "time", None)):
             if p is not None:
@@ -309,8 +246,7 @@ class _SpikingLayer(Module):
         B_w, B_s, T = self.widths()
         if c.input_neuron:
             # Eq. 12-15: neuron over T steps and temporal squeezing
-            y = self.squeezed(spiking_neuron(x, self.thresholds(), B_s, T, domain=c.domain, rounding=c.rounding,
-                                             tau=c.tau, convention=c.convention, impl=c.impl))
+            y = self._fire(x, B_s, T)
         else:
             y = x
         # Eq. 6: quantized weights
@@ -384,8 +320,8 @@ class SpikingLinear(_SpikingLayer):
         return F.linear(y, wq, self.bias)
 
     def macs(self) -> int:
-        # METHOD.md section 2: in * out
-        return int(self.in_features * self.out_features)
+        # METHOD.md section 2: in * out per input vector (per token for (N, L, in) inputs)
+        return int(np.prod(self.in_shape[:-1], dtype=np.int64) * self.in_features * self.out_features)
 
     def extra_repr(self):
         c = self.config

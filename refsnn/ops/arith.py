@@ -285,11 +285,22 @@ def getitem(ctx, a, *, index):
     return a[index]
 
 
+def _basic_index(index) -> bool:
+    """Slices, integers, Ellipsis and None only: each element of ``a`` is picked at most once."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (slice, int, np.integer, type(Ellipsis), type(None))) and not isinstance(i, bool)
+               for i in parts)
+
+
 @getitem.defvjp
 def getitem_vjp(ctx, g):
     (a,) = ctx.inputs
     ga = np.zeros_like(a)
-    np.add.at(ga, ctx.kwargs["index"], g)  # repeated indices accumulate
+    index = ctx.kwargs["index"]
+    if _basic_index(index):
+        ga[index] = g  # a view: no element repeats
+    else:
+        np.add.at(ga, index, g)  # repeated indices accumulate
     return (ga,)
 
 

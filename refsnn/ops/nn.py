@@ -32,17 +32,21 @@ def _check_ndim(x, ndims, name: str, op: str, layout: str):
 # -- linear -------------------------------------------------------------------
 @primitive
 def _linear(ctx, x, w, *bias):
-    return x @ w.T + bias[0] if bias else x @ w.T
+    # (..., in) inputs as one 2-D (rows, in) matrix: one BLAS call for all tokens of all samples
+    x2 = x.reshape(-1, x.shape[-1])
+    y = x2 @ w.T + bias[0] if bias else x2 @ w.T
+    return y.reshape(x.shape[:-1] + (w.shape[0],))
 
 
 @_linear.defvjp
 def linear_vjp(ctx, g):
     x, w = ctx.inputs[:2]
-    gx = g @ w
-    gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+    g2 = g.reshape(-1, g.shape[-1])
+    gx = (g2 @ w).reshape(x.shape)
+    gw = g2.T @ x.reshape(-1, x.shape[-1])
     grads = (gx, gw)
     if len(ctx.inputs) == 3:
-        grads += (g.reshape(-1, g.shape[-1]).sum(axis=0),)
+        grads += (g2.sum(axis=0),)
     return grads
 
 
