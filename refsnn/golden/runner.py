@@ -1,6 +1,7 @@
 """The golden cases as one list: which function computes each kind of case and which makes each group.
 
     make_cases(seed, patterns)   every case with its inputs, in manifest order
+    search_model_seeds()         the model seeds the margin search would choose on this machine
     run_case(kind, params, ...)  compute a case with refsnn: its ``output.*`` and ``grad.*`` arrays
 
 Writing a set is ``refsnn.golden.write``, re-computing and comparing it ``refsnn.golden.check``.
@@ -14,12 +15,11 @@ import numpy as np
 from ..method.conventions import Convention, get_convention
 from . import model_cases as M
 from . import op_cases as O
-from .store import GoldenError
+from .store import CONVENTIONS, GoldenError
 from .spikformer import compute_ssa, make_ssa, make_train_step_spikformer
-from .train_step import compute_train_step, make_train_step
+from .train_step import MODEL_SEEDS, compute_train_step, make_train_step, searching
 
 DEFAULT_SEED = 23717
-CONVENTIONS = ("paper", "official")
 DTYPES = ("float64", "float32")
 INPUT_PREFIXES = ("input", "param", "grad_output")
 RESULT_PREFIXES = ("output", "grad")
@@ -89,3 +89,11 @@ def make_cases(seed: int = DEFAULT_SEED, patterns=None) -> list:
             if not patterns or any(fnmatch.fnmatchcase(case.name, p) for p in patterns):
                 out.append(case)
     return out
+
+
+def search_model_seeds(seed: int = DEFAULT_SEED) -> dict:
+    """{case name: (model seed, margins)}: what the model-seed search chooses on this machine for every case
+    whose rounded values come from a model (the cases themselves use ``MODEL_SEEDS``)."""
+    with searching() as found:
+        make_cases(seed)
+    return dict(sorted(found.items()))

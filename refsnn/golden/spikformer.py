@@ -8,8 +8,9 @@ backward.  ``train_step_tiny_spikformer``: one iteration of Alg. A.1 exactly as
 ``train_step_tiny_resnet`` (``refsnn.golden.train_step``), on tiny_spikformer.
 
 As in the ResNet step, the values that are rounded are computed by the model, so the model
-seed is searched for the first one whose every decision is ``MIN_RATIO`` times farther from
-its decision point than the float32-vs-float64 deviation, under both conventions.
+seed was searched for the first one whose every decision is ``MIN_RATIO`` times farther from
+its decision point than the float32-vs-float64 deviation, under both conventions, and is
+pinned in ``train_step.MODEL_SEEDS``.
 """
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def _ssa_tokens(seed):
 def make_ssa(seed) -> list:
     p = _ssa_params()
     x = _ssa_tokens(seed)
-    chosen, margins = find_seed(lambda q, s, dt: decision_sites(_ssa_prepare(q, s, x, dt)[0], x.astype(dt)), p)
+    chosen, margins = find_seed(lambda q, s, dt: decision_sites(_ssa_prepare(q, s, x, dt)[0], x.astype(dt)), p,
+                                SSA_NAME)
     p["model_seed"] = chosen
     m, state = _ssa_prepare(p, chosen, x)
     params = dict(m.named_parameters())
