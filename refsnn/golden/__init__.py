@@ -66,14 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      "OTHER) and report per array",
                        description="Re-compute every case of every set under DIR with this refsnn and compare "
                                    "with the stored arrays; with --against OTHER, compare the sets of DIR with "
-                                   "those of OTHER (the reference) instead. Exit status 0 = all pass, 1 = some "
-                                   "comparison failed (or a file does not match its sha256), 2 = DIR or OTHER is "
-                                   "not a usable golden directory.")
+                                   "those of OTHER (the reference) instead. Prints the failures and a summary per "
+                                   "set (-v: every array). Exit status 0 = all pass, 1 = a case failed (an array "
+                                   "out of tolerance or of the wrong dtype, a file missing, altered or of the "
+                                   "wrong format), 2 = DIR or OTHER is not a usable golden directory (missing or "
+                                   "invalid manifest, no cases).")
     c.add_argument("dir", metavar="DIR")
     c.add_argument("--against", metavar="OTHER", help="the reference directory to compare DIR with")
     c.add_argument("--strict", action="store_true",
-                   help="tight tolerances (1e-9 (float64) / 1e-4 (float32) x the array's largest value) instead "
-                        "of the manifest's, to detect any change of refsnn's numbers")
+                   help="detect any change of refsnn's numbers: float64 sets within 1e-9 x the array's largest "
+                        "value instead of the manifest's tolerance; float32 sets at the manifest's tolerance (10x "
+                        "the array's own float32 rounding error, see docs/golden.md)")
     c.add_argument("--cases", nargs="+", metavar="GLOB", help="only the cases whose name matches a glob")
     c.add_argument("-v", "--verbose", action="store_true", help="print every array compared, not only the failures")
     c.add_argument("-q", "--quiet", action="store_true",
