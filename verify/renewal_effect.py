@@ -348,11 +348,14 @@ def figures(results, fig_dir):
             xs_pre = np.arange(-k, 0)
             for arm, c in (("on", "C0"), ("off", "C3")):
                 post = np.array([run_[arm]["losses"] for run_ in runs])
-                m, s = post.mean(0), post.std(0)
+                # on a log axis the spread is drawn in log space: geometric mean exp(mean log L), band
+                # exp(mean log L +- std log L), always positive (an arithmetic m - s dives below zero)
+                logs = np.log(np.maximum(post, np.finfo(float).tiny))
+                m, s = logs.mean(0), logs.std(0)
                 xs = np.arange(post.shape[1])
-                a.plot(xs, m, color=c, label=f"renewal {arm} (mean of {len(runs)} seeds)")
-                a.fill_between(xs, m - s, m + s, color=c, alpha=0.2)
-            a.plot(xs_pre, pre_l[:, -k:].mean(0), color="gray", label="before the drop (4 bits)")
+                a.plot(xs, np.exp(m), color=c, label=f"renewal {arm} (geometric mean of {len(runs)} seeds)")
+                a.fill_between(xs, np.exp(m - s), np.exp(m + s), color=c, alpha=0.2)
+            a.plot(xs_pre, np.exp(np.log(np.maximum(pre_l[:, -k:], np.finfo(float).tiny)).mean(0)), color="gray", label="before the drop (4 bits)")
             a.axvline(-0.5, color="k", lw=0.8, ls=":")
             a.set_yscale("log")
             a.set_xlabel(f"SGD step after the drop 4 -> {r.data['bp']} bits")
@@ -364,8 +367,8 @@ def figures(results, fig_dir):
         fig.savefig(p2, dpi=120)
         plt.close(fig)
         figs.append((p2, "Training through a forced drop of every spike width from 4 bits, renewal on (blue) and "
-                         "off (red): per-step training loss, mean ± one standard deviation over seeds (log scale); "
-                         "grey: the last steps before the drop."))
+                         "off (red): per-step training loss over seeds, geometric mean with a band of one standard "
+                         "deviation of log(loss) either side (log scale); grey: the last steps before the drop."))
     return figs
 
 
