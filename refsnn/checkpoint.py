@@ -42,6 +42,7 @@ from . import __version__
 from .config import ConfigError, TrainConfig
 from .errors import CheckpointError
 from .files import json_default, temp_path, write_durable
+from .report import upgrade_costs
 
 CHECKPOINT_FORMAT = "refsnn-checkpoint/2"
 #: the format before the metadata moved into the .npz (read, without the self-checks of format 2)
@@ -291,8 +292,9 @@ def restore(trainer, ck: Checkpoint) -> None:
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{ck.path}: the saved state does not fit the run: {e}") from None
     trainer.epoch = epoch
-    trainer.history = list(meta["history"])
-    trainer.initial = dict(meta["initial"])
+    # costs in raw units (refsnn.report.upgrade_costs: also a run saved with the former G / MB keys)
+    trainer.history = [upgrade_costs(rec) for rec in meta["history"]]
+    trainer.initial = upgrade_costs(meta["initial"])
 
 
 def run_config(ck: Checkpoint, epochs: int | None = None, out_dir=None, **config_changes) -> TrainConfig:

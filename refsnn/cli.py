@@ -32,12 +32,13 @@ BENCHES = {"conv": "refsnn.bench.conv", "neuron": "refsnn.bench.neuron", "train"
 
 
 def _positive_int(text: str) -> int:
+    """An integer >= 1 of a flag (``--epochs``, ``--stop-after``); argparse names the flag in its message."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be an integer >= 1")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
     return value
 
 
@@ -75,14 +76,10 @@ def run_demo(out: str, epochs: int | None = None, quick: bool = False, progress:
     """Train the demo, print the final table and the demo's criteria; 1 if ``strict`` and a criterion is not met."""
     from .train import Trainer
     cfg, path = demo_config(out, epochs, quick, progress)
-    r = cfg.regulate
-    init = cfg.spiking_config()
-    print(f"refsnn demo: {cfg.model.name} on {cfg.data.name}, W/S/T {init.weight_bits:g}/{init.spike_bits:g}/"
-          f"{init.time_steps:g} -> targets {r.W:g}/{r.S:g}/{r.T:g}, renewal '{cfg.renewal.mode}', "
-          f"{cfg.epochs} epochs, {cfg.dtype}")
-    print(f"settings: {path}{' (with --quick)' if quick else ''}")
     t0 = time.perf_counter()
     tr = Trainer(cfg)
+    _banner("demo", tr)
+    _note(f"  settings: {path}{' (with --quick)' if quick else ''}")
     tr.fit(force=force)
     wall = time.perf_counter() - t0
     print()
@@ -109,6 +106,18 @@ def cmd_demo(args) -> int:
                     force=args.force)
 
 
+def _note(line: str) -> None:
+    """A banner or a note: on stderr, so that stdout holds only the results."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _banner(command: str, tr) -> None:
+    """The start banner of a run (model, data, sizes, widths, epochs, output directory) on stderr."""
+    from .report import format_banner
+    _note(format_banner(command, tr.config, len(tr.train_set), len(tr.test_set), tr.input_shape,
+                        tr.train_set.classes, len(tr.loader)))
+
+
 def _replace(obj, **changes):
     from dataclasses import replace
     return replace(obj, **changes)
@@ -118,18 +127,21 @@ def _replace(obj, **changes):
 # train / eval / plots
 # ---------------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from .config import load_config
+    from .config import find_config, load_config
     if args.config is None and args.resume is None:
         return _error("train: give --config FILE.toml (or --resume CKPT)")
-    cfg = load_config(args.config) if args.config else None
+    path = find_config(args.config) if args.config else None
+    cfg = load_config(path) if path else None
     if args.check:
         if cfg is None:
             return _error("train --check needs --config")
+        # stdout: the configuration as JSON only (json.load reads it); the verdict goes to stderr
         print(json.dumps(cfg.to_dict(), indent=1))
         note = " (no ImageNet reader exists yet: it cannot be trained)" if cfg.data.name == "imagenet" else ""
-        print(f"{args.config}: valid{note}")
+        _note(f"{path}: valid{note}")
         return 0
     tr = _trainer(args, cfg)
+    _banner("train", tr)
     tr.fit(until=args.stop_after, force=args.force)
     print()
     print(tr.final_report())
@@ -157,7 +169,7 @@ def _trainer(args, cfg):
     # without --out: the checkpoint's own directory (Trainer.from_checkpoint), not the out_dir recorded in it
     out_dir = changes.pop("out_dir", None)
     tr = Trainer.from_checkpoint(args.resume, epochs=epochs, out_dir=out_dir, **changes)
-    print(f"resuming {args.resume} after epoch {tr.epoch} of {tr.config.epochs}, writing to {tr.out_dir}")
+    _note(f"resuming {args.resume} after epoch {tr.epoch} of {tr.config.epochs}, writing to {tr.out_dir}")
     return tr
 
 
@@ -240,7 +252,7 @@ def cmd_verify(args) -> int:
         default_report, default_figs = runner.default_outputs(args.out)
         report, fig_dir = report or default_report, fig_dir or default_figs
     elif report is None and fig_dir is None:
-        print("refsnn verify --quick: printing only (pass --out DIR, --report or --fig-dir to write files)")
+        _note("refsnn verify --quick: printing only (pass --out DIR, --report or --fig-dir to write files)")
     kw = {"only": args.only} if args.only else {}
     return int(runner.run_all(args.quick, report, fig_dir, **kw) or 0)
 
@@ -271,6 +283,11 @@ def cmd_figures(args) -> int:
 # ---------------------------------------------------------------------------------------------
 # the parser
 # ---------------------------------------------------------------------------------------------
+def _bundled_names() -> list:
+    from .config import bundled_config
+    return sorted(p.stem for p in bundled_config("demo").parent.glob("*.toml"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="refsnn", description="Reference implementation of adaptive bit allocation "
                                  "for spiking neural networks (Yao et al., arXiv:2506.23717).")
@@ -279,42 +296,58 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error (give it before the command)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     progress = {"choices": ("auto", "bar", "line", "none"), "default": None,
-                "help": "progress display (default: a bar on a terminal, else one line per epoch)"}
+                "help": "progress display on stderr (default: a bar on a terminal, else one line per epoch and a "
+                        "line with the time left at least every 30 s)"}
 
     p = sub.add_parser("demo", help="train tiny_resnet on the embedded digits, W/S/T 4/4/2 -> 2/2/1",
                        description="Train tiny_resnet on the embedded UCI digits from W/S/T 4/4/2 towards the targets "
                                    "2/2/1 with step-size renewal; settings: refsnn/configs/demo.toml.")
     p.add_argument("--out", default="refsnn-out", help="output directory (default: ./refsnn-out)")
-    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    p.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help="override the number of epochs (>= 1)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs on 320 training samples")
     p.add_argument("--strict", action="store_true", help="exit with 1 if the demo's criteria are not met")
     p.add_argument("--force", action="store_true", help="overwrite the output of an earlier run in --out")
     p.add_argument("--progress", **progress)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train from a TOML configuration (or resume a checkpoint)")
-    p.add_argument("--config", default=None, help="the run's TOML file (see refsnn/configs/)")
+    p = sub.add_parser("train", help="train from a TOML configuration (or resume a checkpoint)",
+                       description="Train any model on any dataset from a TOML configuration (Algorithm A.1), or "
+                                   "continue a checkpoint. Progress and the start banner go to stderr; the final "
+                                   "table to stdout; history.json/.csv, checkpoints and figures to the output "
+                                   "directory. Bundled configurations: refsnn/configs/ (give their bare name).")
+    p.add_argument("--config", default=None, metavar="FILE|NAME", help="the run's TOML file, or the name of a "
+                   f"bundled one ({', '.join(_bundled_names())})")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from this checkpoint (.npz)")
-    p.add_argument("--epochs", type=int, default=None, help="override the total number of epochs")
+    p.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help="override the total number of epochs "
+                   "(>= 1)")
     p.add_argument("--out", default=None, help="override the output directory")
     p.add_argument("--stop-after", type=_positive_int, default=None, metavar="N",
                    help="stop after epoch N >= 1 (the schedule still spans all epochs; resume later)")
     p.add_argument("--force", action="store_true", help="overwrite the history of a run that went further")
-    p.add_argument("--check", action="store_true", help="only validate the configuration and print it")
+    p.add_argument("--check", action="store_true", help="only validate the configuration and print it as JSON on "
+                   "stdout (the verdict goes to stderr)")
     p.add_argument("--progress", **progress)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="accuracy and costs of a checkpoint")
+    p = sub.add_parser("eval", help="accuracy and costs of a checkpoint",
+                       description="Evaluate a checkpoint on its test set: accuracy, loss and the per-layer cost "
+                                   "table (operation counts in M, sizes in MB; --json: raw counts and bytes).")
     p.add_argument("checkpoint", help="checkpoint .npz (its .json must be beside it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("plots", help="redraw the figures of a run from its history.json")
+    p = sub.add_parser("plots", help="redraw the figures of a run from its history.json",
+                       description="Redraw the figures of a run (W/S/T history, per-layer allocation, curves) from "
+                                   "its history.json; prints the paths of the PNG files.")
     p.add_argument("history", help="history.json of a run")
     p.add_argument("--out", default=None, help="directory for the PNG files (default: beside history.json)")
     p.set_defaults(func=cmd_plots)
 
-    p = sub.add_parser("verify", help="numerical and analytical checks of the theory (verify/ package)")
+    p = sub.add_parser("verify", help="numerical and analytical checks of the theory (verify/ package)",
+                       description="Run the numerical and analytical checks of the paper's theory (Theorem 1, "
+                                   "Lemma 1, the costs, renewal, gradient flow, ...), print a table of claims "
+                                   "and verdicts; the full mode also writes REPORT.md and the figures. Exit 1 "
+                                   "when a result is not as expected.")
     p.add_argument("--quick", action="store_true", help="fewer samples; prints only unless an output is given")
     p.add_argument("--out", default=None, metavar="DIR", help="write DIR/REPORT.md and DIR/figures/ (full mode "
                    "default: the checkout's verify/REPORT.md and figures/; ./refsnn-verify/ when refsnn is installed)")
@@ -323,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", default=None, metavar="CHECK", help="run only these checks (module names)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("figures", help="redraw figures/: the verify checks and the demo's training figures")
+    p = sub.add_parser("figures", help="redraw figures/: the verify checks and the demo's training figures",
+                       description="Redraw every figure of figures/: run the verify checks (their figures) and "
+                                   "the demo (or read a finished demo run) for its training figures.")
     p.add_argument("--quick", action="store_true", help="quick verify mode and a 2-epoch demo (a smoke run)")
     p.add_argument("--out", default=None, help="directory for the PNG files (default: figures/ of the checkout; "
                    "./refsnn-verify/figures/ when refsnn is installed)")

@@ -436,6 +436,22 @@ def load_config(path) -> TrainConfig:
     return TrainConfig.from_toml(path)
 
 
+def find_config(name_or_path) -> Path:
+    """The TOML file of ``--config``: an existing file, else the bundled ``refsnn/configs/NAME.toml`` of a bare
+    name (``"demo"``, ``"resnet20_cifar10"``, with or without ``.toml``).  A ``ConfigError`` names the
+    argument and lists the bundled configurations when neither exists."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    base = Path(__file__).resolve().parent / "configs"
+    bare = str(name_or_path) and path.name == str(name_or_path)
+    if bare and (base / (path.name if path.suffix == ".toml" else f"{path.name}.toml")).is_file():
+        return bundled_config(path.name)
+    avail = sorted(p.stem for p in base.glob("*.toml"))
+    raise ConfigError(f"config file {str(name_or_path)!r} does not exist, nor is it the name of a bundled "
+                      f"configuration; bundled: {', '.join(avail)} (refsnn/configs/)")
+
+
 def bundled_config(name: str) -> Path:
     """Path of a TOML file shipped in ``refsnn/configs`` (``"demo"`` -> ``.../configs/demo.toml``)."""
     base = Path(__file__).resolve().parent / "configs"

@@ -305,7 +305,7 @@ class Trainer:
         switched = self.apply_switch_off(cost)
         rec["test_loss"], rec["test_acc"] = self.evaluate()
         cd = cost.as_dict()
-        rec.update({k: cd[k] for k in ("W", "S", "T", "bit_budget", "s_ace_g", "s_ace_star_g", "size_mb")})
+        rec.update({k: cd[k] for k in ("W", "S", "T", "bit_budget", "s_ace", "s_ace_star", "size_bytes")})
         rec["renew_spike_on"] = self.renewal_on("renew_spike")
         rec["renew_weight_on"] = self.renewal_on("renew_weight")
         rec["switched_off"] = ",".join(switched)

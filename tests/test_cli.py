@@ -55,7 +55,7 @@ def test_train_stop_resume_and_eval(tmp_path, capsys):
     assert meta["epoch"] == 1
     capsys.readouterr()
     assert main(["train", "--config", str(cfg), "--resume", str(out / "checkpoint.npz")]) == 0
-    assert "resuming" in capsys.readouterr().out
+    assert "resuming" in capsys.readouterr().err  # a note: stderr
     assert json.loads((out / "checkpoint.json").read_text())["epoch"] == 2
     # the same run without a stop: identical weights
     out2 = tmp_path / "run2"
@@ -66,7 +66,7 @@ def test_train_stop_resume_and_eval(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out / "checkpoint.npz"), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["epoch"] == 2 and 0 <= d["test_acc"] <= 1 and {"W", "S", "T", "s_ace_g", "size_mb"} <= set(d)
+    assert d["epoch"] == 2 and 0 <= d["test_acc"] <= 1 and {"W", "S", "T", "s_ace", "size_bytes"} <= set(d)
     assert main(["eval", str(out / "checkpoint.npz")]) == 0
     assert "test accuracy" in capsys.readouterr().out
 
@@ -94,7 +94,7 @@ def test_config_error_exit_code_and_message(tmp_path, capsys):
 def test_check_validates_the_imagenet_config(capsys):
     from refsnn.config import bundled_config
     assert main(["train", "--config", str(bundled_config("sew_resnet34_imagenet")), "--check"]) == 0
-    assert "no ImageNet reader" in capsys.readouterr().out
+    assert "no ImageNet reader" in capsys.readouterr().err  # stdout holds the JSON only
 
 
 def test_summary_json(capsys):

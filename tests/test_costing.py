@@ -154,7 +154,7 @@ def test_format_cost_table():
     c = model_costs(tiny_resnet(input_neuron=False), (1, 8, 8), wst=(16, 1, 4))
     text = format_cost_table(c)
     for s in ("layer2.0.shortcut.conv", "fc", "S-ACE*", "reading of App. A.6", "Bit Budget = W*S*T = 64",
-              "no neuron", "MACs (G)", "size (MB)"):
+              "no neuron", "MACs (M)", "S-ACE (M)", "size (MB)"):
         assert s in text, s
     assert len(text.splitlines()) >= 2 + 7
 
@@ -162,13 +162,16 @@ def test_format_cost_table():
 def test_summary_main_json(capsys):
     assert summary_main(["--model", "tiny_resnet", "--wst", "16/1/4", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    for k in ("W", "S", "T", "bit_budget", "macs_g", "s_ace_g", "s_ace_star_g", "size_mb", "layers"):
+    for k in ("W", "S", "T", "bit_budget", "macs", "s_ace", "s_ace_star", "size_bytes", "layers"):
         assert k in d, k
     assert (d["W"], d["S"], d["T"], d["bit_budget"]) == (16, 1, 4, 64)
-    assert d["macs_g"] == 533_824 / 1e9 and len(d["layers"]) == 7
+    # JSON in raw units: integer counts, bytes
+    assert d["macs"] == 533_824 and len(d["layers"]) == 7
+    assert d["s_ace"] == sum(lc["s_ace"] for lc in d["layers"]) and isinstance(d["s_ace"], int)
+    assert d["size_bytes"] == sum(lc["n_w"] * lc["B_w"] / 8 for lc in d["layers"])
     assert summary_main(["--model", "tiny_resnet", "--json", "--no-input-neuron"]) == 0
     d2 = json.loads(capsys.readouterr().out)
-    assert d2["layers"][0]["spiking"] is False and d2["s_ace_g"] < d["s_ace_g"]
+    assert d2["layers"][0]["spiking"] is False and d2["s_ace"] < d["s_ace"]
 
 
 def test_summary_main_table_and_errors(capsys):

@@ -112,7 +112,7 @@ def test_checkpoint_and_history_files(tmp_path):
     assert meta["rng"]["seed"] == 0 and meta["rng"]["next_epoch"] == 1
     hist = json.loads((out / "history.json").read_text())
     rec = hist["epochs"][0]
-    for key in ("train_loss", "test_acc", "W", "S", "T", "bit_budget", "s_ace_g", "s_ace_star_g", "size_mb",
+    for key in ("train_loss", "test_acc", "W", "S", "T", "bit_budget", "s_ace", "s_ace_star", "size_bytes",
                 "renewal_events", "switched_off", "layers"):
         assert key in rec, key
     header = (out / "history.csv").read_text().splitlines()[0].split(",")

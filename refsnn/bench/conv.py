@@ -84,7 +84,7 @@ def _torch_step(torch, x, w, gy, s, p):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m refsnn.bench.conv", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="refsnn bench conv", description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats for numba and torch (median)")
     ap.add_argument("--twin-repeats", type=int, default=1, help="timed repeats for the NumPy twin")
     ap.add_argument("--quick", action="store_true", help="batch 8, 2 repeats: a smoke run")

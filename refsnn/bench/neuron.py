@@ -90,7 +90,7 @@ def _torch_pass(torch, I, gy, v_th, bits, T):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m refsnn.bench.neuron", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="refsnn bench neuron", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="T in {1, 3}, B_s in {1, 4}, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed runs per case, best kept (the NumPy twin: half as many); default 5, quick 2")

@@ -52,6 +52,10 @@ class LayerCost:
         return self.macs * self.B_w * (max(self.B_s[: self.T]) + math.ceil(math.log2(self.T)))
 
     @property
+    def size_bytes(self) -> float:
+        return self.n_w * self.B_w / 8
+
+    @property
     def size_mb(self) -> float:
         return self.n_w * self.B_w / 8 / 1e6
 
@@ -61,7 +65,7 @@ class LayerCost:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d.update(bit_budget=self.bit_budget, s_ace=self.s_ace, s_ace_star=self.s_ace_star, size_mb=self.size_mb,
+        d.update(bit_budget=self.bit_budget, s_ace=self.s_ace, s_ace_star=self.s_ace_star, size_bytes=self.size_bytes,
                  mean_B_s=self.mean_B_s)
         return d
 
@@ -125,16 +129,22 @@ class ModelCost:
     size_mb: float
     attention: list = field(default_factory=list)  # AttentionCost of each self-attention block (METHOD.md 13)
 
+    @property
+    def size_bytes(self) -> float:
+        # size in bytes = sum_l N_w,l * B_w,l / 8
+        return sum(lc.size_bytes for lc in self.layers)
+
     def as_dict(self) -> dict:
+        """JSON form in raw units: operation counts as integers (per sample), the size in bytes."""
         d = {"W": self.W, "S": self.S, "T": self.T, "bit_budget": self.bit_budget,
-             "macs_g": self.macs / 1e9, "s_ace_g": self.s_ace / 1e9, "s_ace_star_g": self.s_ace_star / 1e9,
-             "size_mb": self.size_mb, "layers": [lc.as_dict() for lc in self.layers],
+             "macs": int(self.macs), "s_ace": int(self.s_ace), "s_ace_star": int(self.s_ace_star),
+             "size_bytes": self.size_bytes, "layers": [lc.as_dict() for lc in self.layers],
              "s_ace_star_note": "S-ACE* = sum MACs*B_w*(max_t B_s + ceil(log2 T)): refsnn's reading of App. A.6"}
         if self.attention:
             d["attention"] = [a.as_dict() for a in self.attention]
-            d["attention_macs_g"] = sum(2 * a.macs for a in self.attention) / 1e9
-            d["attention_bits_qk_g"] = sum(a.bits_qk for a in self.attention) / 1e9
-            d["attention_bits_av_g"] = sum(a.bits_av for a in self.attention) / 1e9
+            d["attention_macs"] = int(sum(2 * a.macs for a in self.attention))
+            d["attention_bits_qk"] = int(sum(a.bits_qk for a in self.attention))
+            d["attention_bits_av"] = int(sum(a.bits_av for a in self.attention))
         return d
 
 

@@ -11,6 +11,11 @@ zero image (eval mode, no tape), asks each spiking layer for its ``LayerCost``
     W, S, T  = weight- / feature-map-weighted averages; Bit Budget = W * S * T
     size     = sum_l N_w,l * B_w,l / 8 / 10^6 MB
 
+Units, one rule for every cost refsnn prints (this table, ``refsnn eval``, the epoch lines and the final table
+of a run): operation counts (MACs, S-ACE, S-ACE*, per sample) in M = 10^6 (``OPS_UNIT``, ``format_ops``), sizes
+in MB = 10^6 bytes (``format_mb``), the unit written in the label.  JSON (``--json``, history.json, checkpoints)
+carries raw numbers: counts as integers (``macs``, ``s_ace``, ``s_ace_star``) and ``size_bytes``.
+
 A stem without input neuron (``input_neuron=False``) is left out of S-ACE, S-ACE*
 and the S and T averages, and kept in W, size and MACs.  Neuron-only layers
 (Spikformer's N_q, N_k, N_v) count in S and T by their input elements and have no
@@ -111,16 +116,32 @@ def _fmt_int(v) -> str:
     return f"{int(v):,}"
 
 
+#: the unit of every operation count printed as text (MACs, S-ACE, S-ACE*): (label, scale)
+OPS_UNIT = ("M", 1e6)
+
+
+def format_ops(count) -> str:
+    """An operation count (MACs, S-ACE, S-ACE*) in ``OPS_UNIT``, 4 decimals: 17068032 -> ``17.0680``."""
+    return f"{count / OPS_UNIT[1]:,.4f}"
+
+
+def format_mb(size_mb: float) -> str:
+    """A size in MB (10^6 bytes), 6 decimals (a byte): 0.009664 -> ``0.009664``."""
+    return f"{size_mb:,.6f}"
+
+
 def format_cost_table(cost: ModelCost) -> str:
     """Per-layer table and totals of a ``ModelCost`` (plain text)."""
-    head = ("layer", "kind", "MACs", "N_w", "N_f", "B_w", "B_s^t", "T", "BB", "S-ACE", "S-ACE*", "size (MB)")
+    u = OPS_UNIT[0]
+    head = ("layer", "kind", f"MACs ({u})", "N_w", "N_f", "B_w", "B_s^t", "T", "BB", f"S-ACE ({u})",
+            f"S-ACE* ({u})", "size (MB)")
     rows = []
     for lc in cost.layers:
         spk, w = lc.spiking, lc.n_w > 0
-        rows.append((lc.name, lc.kind, _fmt_int(lc.macs), _fmt_int(lc.n_w), _fmt_int(lc.n_f), str(lc.B_w) if w else "-",
-                     ",".join(str(b) for b in lc.B_s[: lc.T]) if spk else "- (no neuron)",
-                     str(lc.T) if spk else "-", str(lc.bit_budget) if w else "-", _fmt_int(lc.s_ace),
-                     _fmt_int(lc.s_ace_star), f"{lc.size_mb:.4f}"))
+        rows.append((lc.name, lc.kind, format_ops(lc.macs), _fmt_int(lc.n_w), _fmt_int(lc.n_f),
+                     str(lc.B_w) if w else "-", ",".join(str(b) for b in lc.B_s[: lc.T]) if spk else "- (no neuron)",
+                     str(lc.T) if spk else "-", str(lc.bit_budget) if w else "-", format_ops(lc.s_ace),
+                     format_ops(lc.s_ace_star), format_mb(lc.size_mb)))
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     left = {0, 1, 6}
 
@@ -131,8 +152,8 @@ def format_cost_table(cost: ModelCost) -> str:
     out += [line(r) for r in rows]
     out += ["",
             f"W = {cost.W:.4g}   S = {cost.S:.4g}   T = {cost.T:.4g}   Bit Budget = W*S*T = {cost.bit_budget:.4g}",
-            f"MACs (G) = {cost.macs / 1e9:.4f}   S-ACE (G) = {cost.s_ace / 1e9:.4f}   "
-            f"S-ACE* (G) = {cost.s_ace_star / 1e9:.4f}   size (MB) = {cost.size_mb:.4f}",
+            f"MACs ({u}) = {format_ops(cost.macs)}   S-ACE ({u}) = {format_ops(cost.s_ace)}   "
+            f"S-ACE* ({u}) = {format_ops(cost.s_ace_star)}   size (MB) = {format_mb(cost.size_mb)}",
             "S-ACE* = sum MACs * B_w * (max_t B_s^t + ceil(log2 T)): refsnn's reading of App. A.6 "
             "(post-squeezing pipeline), not a formula printed in the paper."]
     if any(not lc.spiking for lc in cost.layers):
@@ -145,10 +166,11 @@ def format_cost_table(cost: ModelCost) -> str:
 
 def format_attention_table(attention: list) -> str:
     """The weightless products of self-attention (METHOD.md 13): MACs and bit products, per block and in total."""
-    head = ("attention", "L", "H", "B_q^t", "B_k^t", "B_v^t", "B_A^t", "MACs QK^T", "MACs*B_q*B_k", "MACs AV",
-            "MACs*B_v*B_A")
+    u = OPS_UNIT[0]
+    head = ("attention", "L", "H", "B_q^t", "B_k^t", "B_v^t", "B_A^t", f"MACs QK^T ({u})", f"MACs*B_q*B_k ({u})",
+            f"MACs AV ({u})", f"MACs*B_v*B_A ({u})")
     rows = [(a.name, str(a.tokens), str(a.heads), *(",".join(map(str, b)) for b in (a.B_q, a.B_k, a.B_v, a.B_A)),
-             _fmt_int(a.macs), _fmt_int(a.bits_qk), _fmt_int(a.macs), _fmt_int(a.bits_av)) for a in attention]
+             format_ops(a.macs), format_ops(a.bits_qk), format_ops(a.macs), format_ops(a.bits_av)) for a in attention]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
 
     def line(cells):
@@ -156,9 +178,9 @@ def format_attention_table(attention: list) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths)))
 
     out = [line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
-    out += ["", f"attention MACs (G) = {sum(2 * a.macs for a in attention) / 1e9:.4f}   "
-                f"sum MACs*B_q*B_k (G) = {sum(a.bits_qk for a in attention) / 1e9:.4f}   "
-                f"sum MACs*B_v*B_A (G) = {sum(a.bits_av for a in attention) / 1e9:.4f}",
+    out += ["", f"attention MACs ({u}) = {format_ops(sum(2 * a.macs for a in attention))}   "
+                f"sum MACs*B_q*B_k ({u}) = {format_ops(sum(a.bits_qk for a in attention))}   "
+                f"sum MACs*B_v*B_A ({u}) = {format_ops(sum(a.bits_av for a in attention))}",
             "Q K^T and A V have no weights: not in S-ACE (Eq. 8). Bit products summed over the T steps of the shared "
             "T_l; B_A = B_q + B_k + ceil(log2 L) (METHOD.md 13)."]
     return "\n".join(out)
@@ -175,7 +197,8 @@ def summary_main(argv=None) -> int:
     ap.add_argument("--input", default=None, help="per-sample input shape CxHxW (default: the model's own)")
     ap.add_argument("--no-input-neuron", action="store_true",
                     help="the stem is a plain quantized-weight layer on the analog image (left out of S-ACE)")
-    ap.add_argument("--num-classes", type=int, default=None)
+    ap.add_argument("--num-classes", type=int, default=None, metavar="N",
+                    help="classes of the last layer (default: the model's own, e.g. 10 for resnet20)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
     try:
