@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint, run_config, save_checkpoint
+from ..report import upgrade_costs
 from .models import get_model, load_numpy_state, state_to_numpy
 
 __all__ = ["optimizer_state", "load_optimizer_state", "save", "restore", "load_model"]
@@ -102,8 +103,9 @@ def restore(trainer, ck) -> None:
                                                               "state": {**om["scalars"], **ck.optim_arrays}})
     trainer.schedule.load_state_dict(meta["schedule"])
     trainer.epoch = ck.epoch
-    trainer.history = list(meta["history"])
-    trainer.initial = dict(meta["initial"])
+    # costs in raw units (refsnn.report.upgrade_costs: also a run saved with the former G / MB keys)
+    trainer.history = [upgrade_costs(rec) for rec in meta["history"]]
+    trainer.initial = upgrade_costs(meta["initial"])
 
 
 def num_classes(meta: dict, model_state: dict) -> int:
