@@ -283,12 +283,8 @@ def cmd_figures(args) -> int:
 # ---------------------------------------------------------------------------------------------
 # the parser
 # ---------------------------------------------------------------------------------------------
-def _bundled_names() -> list:
-    from .config import bundled_config
-    return sorted(p.stem for p in bundled_config("demo").parent.glob("*.toml"))
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from .config import bundled_names
     ap = argparse.ArgumentParser(prog="refsnn", description="Reference implementation of adaptive bit allocation "
                                  "for spiking neural networks (Yao et al., arXiv:2506.23717).")
     from . import __version__
@@ -316,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "table to stdout; history.json/.csv, checkpoints and figures to the output "
                                    "directory. Bundled configurations: refsnn/configs/ (give their bare name).")
     p.add_argument("--config", default=None, metavar="FILE|NAME", help="the run's TOML file, or the name of a "
-                   f"bundled one ({', '.join(_bundled_names())})")
+                   f"bundled one ({', '.join(bundled_names())})")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from this checkpoint (.npz)")
     p.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help="override the total number of epochs "
                    "(>= 1)")

@@ -436,6 +436,11 @@ def load_config(path) -> TrainConfig:
     return TrainConfig.from_toml(path)
 
 
+def bundled_names() -> list:
+    """The names of the TOML files shipped in ``refsnn/configs`` (``demo``, ``resnet20_cifar10``, ...), sorted."""
+    return sorted(p.stem for p in (Path(__file__).resolve().parent / "configs").glob("*.toml"))
+
+
 def find_config(name_or_path) -> Path:
     """The TOML file of ``--config``: an existing file, else the bundled ``refsnn/configs/NAME.toml`` of a bare
     name (``"demo"``, ``"resnet20_cifar10"``, with or without ``.toml``).  A ``ConfigError`` names the
@@ -443,13 +448,10 @@ def find_config(name_or_path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    base = Path(__file__).resolve().parent / "configs"
-    bare = str(name_or_path) and path.name == str(name_or_path)
-    if bare and (base / (path.name if path.suffix == ".toml" else f"{path.name}.toml")).is_file():
+    if str(name_or_path) and path.name == str(name_or_path) and path.name.removesuffix(".toml") in bundled_names():
         return bundled_config(path.name)
-    avail = sorted(p.stem for p in base.glob("*.toml"))
     raise ConfigError(f"config file {str(name_or_path)!r} does not exist, nor is it the name of a bundled "
-                      f"configuration; bundled: {', '.join(avail)} (refsnn/configs/)")
+                      f"configuration; bundled: {', '.join(bundled_names())} (refsnn/configs/)")
 
 
 def bundled_config(name: str) -> Path:
@@ -457,6 +459,5 @@ def bundled_config(name: str) -> Path:
     base = Path(__file__).resolve().parent / "configs"
     path = base / (name if name.endswith(".toml") else f"{name}.toml")
     if not path.is_file():
-        avail = sorted(p.stem for p in base.glob("*.toml"))
-        raise ConfigError(f"no bundled config {name!r}; available: {avail}")
+        raise ConfigError(f"no bundled config {name!r}; available: {bundled_names()}")
     return path
