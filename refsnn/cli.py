@@ -10,6 +10,10 @@
     refsnn figures [--quick] [--out DIR] [--demo-run DIR]   redraw figures/ (verify checks + the demo's training)
     refsnn golden write DIR | check DIR [--against OTHER] golden outputs for other implementations (refsnn.golden)
 
+Output: results on stdout; progress, banners and notes on stderr (``refsnn.report.Progress``), so that
+``refsnn train ... > result.txt`` and ``refsnn train --check | python -c 'import json, sys; json.load(sys.stdin)'``
+work.  Costs follow one unit rule (``refsnn.models.costing``): counts in M, sizes in MB; JSON in raw units.
+
 Exit codes: 0 success, 1 a check failed (verify, demo --strict), 2 a usage or configuration error, a damaged
 file or an unusable output directory (one message, no traceback; ``refsnn --debug COMMAND`` shows it),
 130 interrupted (Ctrl-C), 141 the reader of the output went away (``| head``).  See ``refsnn.faults``.
