@@ -82,8 +82,6 @@ def run_demo(out: str, epochs: int | None = None, quick: bool = False, progress:
     cfg, path = demo_config(out, epochs, quick, progress)
     t0 = time.perf_counter()
     tr = Trainer(cfg)
-    _banner("demo", tr)
-    _note(f"  settings: {path}{' (with --quick)' if quick else ''}")
     tr.fit(force=force)
     wall = time.perf_counter() - t0
     print()
@@ -99,7 +97,7 @@ def run_demo(out: str, epochs: int | None = None, quick: bool = False, progress:
           + ("  (--quick: not expected to be met)" if quick else ""))
     print(f"wrote {cfg.out_dir}/: history.json, history.csv, checkpoint.npz/.json"
           + (", wst_history.png, layer_allocation.png, curves.png" if cfg.plots else ""))
-    print(f"wall time {wall:.1f} s")
+    print(f"settings: {path}{' (with --quick)' if quick else ''};  wall time {wall:.1f} s")
     if strict and not all(ok for _, ok in checks):
         return 1
     return 0
@@ -113,13 +111,6 @@ def cmd_demo(args) -> int:
 def _note(line: str) -> None:
     """A banner or a note: on stderr, so that stdout holds only the results."""
     print(line, file=sys.stderr, flush=True)
-
-
-def _banner(command: str, tr) -> None:
-    """The start banner of a run (model, data, sizes, widths, epochs, output directory) on stderr."""
-    from .report import format_banner
-    _note(format_banner(command, tr.config, len(tr.train_set), len(tr.test_set), tr.input_shape,
-                        tr.train_set.classes, len(tr.loader)))
 
 
 def _replace(obj, **changes):
@@ -145,7 +136,6 @@ def cmd_train(args) -> int:
         _note(f"{path}: valid{note}")
         return 0
     tr = _trainer(args, cfg)
-    _banner("train", tr)
     tr.fit(until=args.stop_after, force=args.force)
     print()
     print(tr.final_report())
@@ -173,8 +163,7 @@ def _trainer(args, cfg):
     # without --out: the checkpoint's own directory (Trainer.from_checkpoint), not the out_dir recorded in it
     out_dir = changes.pop("out_dir", None)
     tr = Trainer.from_checkpoint(args.resume, epochs=epochs, out_dir=out_dir, **changes)
-    _note(f"resuming {args.resume} after epoch {tr.epoch} of {tr.config.epochs}, writing to {tr.out_dir}")
-    return tr
+    return tr  # its banner (Trainer.fit, on stderr) says from which epoch it resumes and where it writes
 
 
 def cmd_eval(args) -> int:

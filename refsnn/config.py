@@ -446,7 +446,7 @@ def find_config(name_or_path) -> Path:
     name (``"demo"``, ``"resnet20_cifar10"``, with or without ``.toml``).  A ``ConfigError`` names the
     argument and lists the bundled configurations when neither exists."""
     path = Path(name_or_path)
-    if path.is_file():
+    if path.exists():  # a file (or something else that load_config then names: a directory, ...)
         return path
     if str(name_or_path) and path.name == str(name_or_path) and path.name.removesuffix(".toml") in bundled_names():
         return bundled_config(path.name)

@@ -2,7 +2,7 @@
 
     Progress        on stderr: a one-line bar per epoch on a terminal, else one line per epoch and a batch line
                     with the time left at least every 30 s
-    format_banner   the lines printed (on stderr) before a run starts
+    format_banner   the lines a run shows (stderr) before its first epoch
     format_epoch    the line printed after each epoch
     write_history   history.json (everything) and history.csv (the scalar columns, ``CSV_COLUMNS``)
     final_table     the table printed at the end of a run (accuracy, W/S/T, Bit Budget, S-ACE, S-ACE*, size,
@@ -104,12 +104,14 @@ def format_duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def format_banner(command: str, cfg, n_train: int, n_test: int, input_shape: tuple, classes: int,
-                  batches: int) -> str:
-    """The lines a run prints (on stderr) before it starts: model, data and its sizes, widths and targets,
-    epochs, precision and the output directory of ``cfg`` (a ``TrainConfig``)."""
+def format_banner(cfg, n_train: int, n_test: int, input_shape: tuple, classes: int, batches: int,
+                  done: int = 0) -> str:
+    """The lines a run shows (on the progress stream, stderr) once its checks passed, before its first epoch: model,
+    data and its sizes, widths and targets, epochs, precision and the output directory of ``cfg`` (a
+    ``TrainConfig``); ``done`` > 0: a resumed run, after that many epochs."""
     init, r = cfg.spiking_config(), cfg.regulate
-    return (f"refsnn {command}: {cfg.model.name} on {cfg.data.name} ({n_train} train / {n_test} test samples, "
+    start = f"resuming after epoch {done} of {cfg.epochs}: " if done else "training "
+    return (f"{start}{cfg.model.name} on {cfg.data.name} ({n_train} train / {n_test} test samples, "
             f"input {'x'.join(map(str, input_shape))}, {classes} classes)\n"
             f"  W/S/T {init.weight_bits:g}/{init.spike_bits:g}/{init.time_steps:g} -> targets "
             f"{r.W:g}/{r.S:g}/{r.T:g}, renewal '{cfg.renewal.mode}', {cfg.epochs} epochs of {batches} batches "

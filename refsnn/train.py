@@ -39,7 +39,7 @@ from .method.regulate import Penalties, Targets, regulating_loss
 from .method.renewal import should_switch_off
 from .nn import spiking_layers
 from .optim import OPTIMIZERS, ConstantSchedule, CosineSchedule, param_groups
-from .report import Progress, final_table, format_epoch, write_history
+from .report import Progress, final_table, format_banner, format_epoch, write_history
 from .rundir import RunLock, check_overwrite
 
 #: how the layers and kernels word a check that failed on inf or NaN
@@ -276,6 +276,9 @@ class Trainer:
         with RunLock(self.out_dir) if writer else contextlib.nullcontext():
             if writer:
                 check_overwrite(self.out_dir, self.epoch, force)
+            if self.epoch < until:
+                # the start banner, once the checks above passed (an error is then the only message)
+                self.progress.message(self.banner())
             try:
                 while self.epoch < until:
                     self._fit_epoch(until)
@@ -291,6 +294,11 @@ class Trainer:
             if self.epoch == cfg.epochs and cfg.plots and self.history:
                 self.draw_figures()
         return self.history
+
+    def banner(self) -> str:
+        """The run's start banner (``refsnn.report.format_banner``): model, data sizes, widths, epochs, output."""
+        return format_banner(self.config, len(self.train_set), len(self.test_set), self.input_shape,
+                             self.train_set.classes, len(self.loader), done=self.epoch)
 
     def _fit_epoch(self, until: int) -> None:
         """One epoch of ``fit``: train, switch-off rule, evaluate, record; then checkpoint and history."""

@@ -54,8 +54,8 @@ def test_train_stop_resume_and_eval(tmp_path, capsys):
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["epoch"] == 1
     capsys.readouterr()
-    assert main(["train", "--config", str(cfg), "--resume", str(out / "checkpoint.npz")]) == 0
-    assert "resuming" in capsys.readouterr().err  # a note: stderr
+    assert main(["train", "--config", str(cfg), "--resume", str(out / "checkpoint.npz"), "--progress", "line"]) == 0
+    assert "resuming after epoch 1 of 2" in capsys.readouterr().err  # the banner: stderr
     assert json.loads((out / "checkpoint.json").read_text())["epoch"] == 2
     # the same run without a stop: identical weights
     out2 = tmp_path / "run2"

@@ -100,10 +100,10 @@ def test_train_results_on_stdout_progress_and_banner_on_stderr(tmp_path, capsys)
     cfg.write_text(SMALL.format(out=tmp_path / "run"))
     assert main(["train", "--config", str(cfg), "--progress", "line"]) == 0
     cap = capsys.readouterr()
-    assert "refsnn train: tiny_resnet on digits (96 train / 64 test samples, input 1x8x8, 10 classes)" in cap.err
+    assert "training tiny_resnet on digits (96 train / 64 test samples, input 1x8x8, 10 classes)" in cap.err
     assert "2 epochs of 3 batches" in cap.err and f"output: {tmp_path / 'run'}/" in cap.err
     assert "epoch 1/2" in cap.err and "epoch 2/2" in cap.err
-    assert "epoch 1/2" not in cap.out and "refsnn train:" not in cap.out and "\r" not in cap.out
+    assert "epoch 1/2" not in cap.out and "training tiny_resnet" not in cap.out and "\r" not in cap.out
     assert "test accuracy" in cap.out and "per-layer allocation" in cap.out
 
 
