@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import TrainConfig, bundled_config, load_config
+from ..errors import TrainingDiverged
 from ..files import atomic_write_text, json_default
 from .registry import INITIAL, Row, Table, Variant
 
@@ -112,7 +113,7 @@ def run_cell(kind: str, cfg_dict: dict) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         rec = _train(kind, cfg)
-    except ValueError as e:   # a run that diverged (a non-finite loss or width): a finding, recorded as such
+    except (ValueError, TrainingDiverged) as e:   # a run that diverged (a non-finite loss or width): a finding, recorded as such
         nan = float("nan")
         rec = {"test_acc": nan, "W": nan, "S": nan, "T": nan, "bit_budget": nan, "epochs": cfg.epochs,
                "diverged": str(e)}
