@@ -9,6 +9,7 @@
     refsnn verify [--quick] [--out DIR] [--only CHECK ...]   the theory checks (verify/, installed as refsnn.verify)
     refsnn figures [--quick] [--out DIR] [--demo-run DIR]   redraw figures/ (verify checks + the demo's training)
     refsnn golden write DIR | check DIR [--against OTHER] golden outputs for other implementations (refsnn.golden)
+    refsnn ablate [--tables 3,8] [--quick] [--seeds N] [--out DIR]   the paper's ablation tables (refsnn.ablate)
 
 Output: results on stdout; progress, banners and notes on stderr (``refsnn.report.Progress``), so that
 ``refsnn train ... > result.txt`` and ``refsnn train --check | python -c 'import json, sys; json.load(sys.stdin)'``
@@ -273,6 +274,15 @@ def cmd_figures(args) -> int:
     return status
 
 
+def cmd_ablate(args) -> int:
+    from .ablate.run import main as ablate_main
+    try:
+        return ablate_main(args.tables, quick=args.quick, seeds=args.seeds, out=args.out, dataset=args.dataset,
+                           epochs=args.epochs, jobs=args.jobs)
+    except ValueError as e:
+        return _error(f"ablate: {e}")
+
+
 # ---------------------------------------------------------------------------------------------
 # the parser
 # ---------------------------------------------------------------------------------------------
@@ -354,6 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-run", default=None, help="use this finished demo run (its history.json) instead of "
                    "training the demo again")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("ablate", help="run the paper's ablation tables (3, 8) and write ABLATIONS.md",
+                       description="Train every cell of the paper's ablation tables (METHOD.md section 15) on the "
+                                   "bundled digits, several seeds, resumable; write ABLATIONS.md and figures.")
+    p.add_argument("--tables", default="3,8", help="comma-separated table numbers (default: 3,8)")
+    p.add_argument("--quick", action="store_true", help="a few cells, one seed, 2 epochs on 320 samples (< 1 min)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: 3; --quick: 1)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: 15; --quick: 2)")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel processes (default: 1)")
+    p.add_argument("--out", default=None, metavar="DIR", help="write DIR/ABLATIONS.md, DIR/figures/, DIR/cells/ "
+                   "(default: the checkout's verify/ABLATIONS.md, figures/, verify/ablations/; --quick: "
+                   "./refsnn-ablate-quick/)")
+    p.add_argument("--dataset", default="digits", help="the data (only digits yet)")
+    p.set_defaults(func=cmd_ablate)
 
     sub.add_parser("summary", help="per-layer costs of a model (see: refsnn summary --help)", add_help=False)
     sub.add_parser("bench", help="benchmarks: conv, neuron, train (see: refsnn bench --help)", add_help=False)

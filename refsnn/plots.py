@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 _COLORS = {"W": "tab:blue", "S": "tab:orange", "T": "tab:green"}
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
+    """Write ``fig`` to ``path`` (PNG; the directory is made) and close it; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -45,7 +46,7 @@ def plot_wst_history(history: list, initial: dict, targets: dict, path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Model-average widths during training (Eq. 21 pulls them towards the targets)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_layer_allocation(layers: list, path, title: str = "") -> Path:
@@ -83,7 +84,7 @@ def plot_layer_allocation(layers: list, path, title: str = "") -> Path:
     axes[-1].set_xticklabels(names, rotation=45, ha="right", fontsize=8)
     axes[-1].set_xlabel("layer")
     axes[0].set_title(title or "Learned per-layer allocation (bars) and layer sizes (line, log scale)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(history: list, path) -> Path:
@@ -106,7 +107,7 @@ def plot_curves(history: list, path) -> Path:
     a2.set_title("loss")
     a2.grid(alpha=0.3)
     a2.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_all(history: list, initial: dict, targets: dict, out_dir) -> list:
