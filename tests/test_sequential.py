@@ -1,0 +1,140 @@
+"""Sequential mode (METHOD.md 14): the tape op ``sequential_neuron`` (and the prior-art neuron, Eq. 3-5).
+
+The op's gradients are STE/LSQ gradients, so finite differences of the op itself say nothing.
+``gradcheck`` is run on a probe primitive whose forward is the *STE/LSQ surrogate* of the neuron
+(every spike ``clip(u, q_min(B), q_max(B)) + r`` with the rounding residual r frozen at the
+evaluation point; V_th and B entering as ``V0 + g (V - V0)``, ``B0 + g_B (B - B0)`` so that the LSQ
+scales are part of the function; under C3 the carried membrane and the reset frozen) and whose
+VJP is the library op's. The surrogate equals the neuron at the evaluation point.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import refsnn
+from refsnn.autograd.gradcheck import gradcheck
+from refsnn.autograd.tensor import primitive
+from refsnn.method.conventions import get_convention
+from refsnn.method.neuron import sequential_membrane, sequential_neuron, spike_grid, spiking_neuron
+
+
+def surrogate(I, V, Bf, alpha, rec, domain, tau, conv):
+    """The STE/LSQ surrogate of the sequential neuron (module docstring), real I, V, B (and alpha)."""
+    c = get_convention(conv)
+    V0, B0, g, gB, F, r, carry = rec["V0"], rec["B0"], rec["g"], rec["gB"], rec["F"], rec["r"], rec["carry"]
+    v = np.zeros_like(I[0])
+    Shat = np.zeros_like(I[0])
+    out = np.empty_like(I)
+    for t in range(I.shape[0]):
+        if not c.bptt:
+            v = carry[t] + I[t]  # C3: carry and reset detached
+        elif c.reset_decay:
+            v = (v - Shat) / tau + I[t]
+        else:
+            v = v / tau + I[t] - Shat  # Eq. 13
+        Vt = V0[t] + g[t] * (V[t] - V0[t])
+        Bt = B0[t] + gB[t] * (Bf[t] - B0[t])
+        lo0, hi0 = spike_grid(int(B0[t]), domain)
+        q = hi0 + F[t] * (2.0 ** (Bt - B0[t]) - 1.0)  # q_max(B), derivative F ln2 at B0
+        lo = 0.0 if domain == "positive" else -q
+        S = np.clip(v / Vt, lo, q) + r[t]
+        Shat = (Vt if alpha is None else alpha[t]) * S
+        out[t] = Shat
+    return out
+
+
+def record(I, V, B, alpha, domain, rounding, tau, conv):
+    """Freeze what the surrogate needs at the evaluation point; also the smallest distance to a kink."""
+    c = get_convention(conv)
+    kw = dict(domain=domain, rounding=rounding, tau=tau, convention=get_convention(conv))
+    Shat = sequential_neuron(I, V, B, alpha=alpha, impl="numpy", **kw).data
+    v = sequential_membrane(I, V, B, alpha=alpha, impl="numpy", **kw)
+    T, n = I.shape[0], I[0].size
+    rec = dict(V0=V.copy(), B0=B.copy(), g=[], gB=[], F=[], r=[], carry=[v[t] - I[t] for t in range(T)])
+    margin = np.inf
+    for t in range(T):
+        lo, hi = spike_grid(int(B[t]), domain)
+        g = 1.0 / math.sqrt(n * hi)
+        rec["g"].append(g)
+        rec["gB"].append(g if c.bit_grad_lsq else 1.0)
+        rec["F"].append(c.one_bit_factor if B[t] == 1 else hi + 1.0)
+        u = v[t] / V[t]
+        S = Shat[t] / (V[t] if alpha is None else alpha[t])
+        rec["r"].append(S - np.clip(u, lo, hi))
+        margin = min(margin, float(np.min(np.minimum(np.abs(u - lo), np.abs(u - hi)))))
+    return rec, margin
+
+
+def make_probe(domain, rounding, tau, conv, rec, prior):
+    @primitive
+    def probe(ctx, I, V, B, *alpha):
+        return surrogate(I, V, B, alpha[0] if prior else None, rec, domain, tau, conv)
+
+    @probe.defvjp
+    def probe_vjp(ctx, g):
+        ts = [refsnn.tensor(x, requires_grad=True) for x in ctx.inputs]
+        out = sequential_neuron(ts[0], ts[1], ts[2], alpha=ts[3] if prior else None, domain=domain,
+                                rounding=rounding, tau=tau, convention=get_convention(conv))
+        out.backward(g)
+        return tuple(t.grad for t in ts)
+
+    return probe
+
+
+@pytest.mark.parametrize("conv", ["paper", "official"])
+@pytest.mark.parametrize("T", [1, 2, 3, 4])
+@pytest.mark.parametrize("domain, rounding, tau, prior", [
+    ("positive", "round", 1.0, False), ("bidirectional", "round", 2.0, False),
+    ("positive", "floor", 2.0, True), ("positive", "floor", 1.0, False)])
+def test_gradcheck_against_the_ste_lsq_surrogate(conv, T, domain, rounding, tau, prior):
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        V = rng.uniform(0.3, 1.0, 4)
+        B = rng.integers(1 if domain == "positive" else 2, 4, 4).astype(float)
+        I = rng.uniform(-1.0 if domain == "bidirectional" else -0.2, 2.5, (T, 3, 2))
+        alpha = rng.uniform(0.3, 1.0, 4) if prior else None
+        rec, margin = record(I, V, B, alpha, domain, rounding, tau, conv)
+        if margin > 1e-3:
+            break
+    probe = make_probe(domain, rounding, tau, conv, rec, prior)
+    ins = [refsnn.tensor(I, requires_grad=True), refsnn.tensor(V, requires_grad=True),
+           refsnn.tensor(B, requires_grad=True)] + ([refsnn.tensor(alpha, requires_grad=True)] if prior else [])
+    # at the evaluation point the surrogate is the neuron
+    np.testing.assert_allclose(probe(*[x.data for x in ins]).data,
+                               sequential_neuron(*ins[:3], alpha=ins[3] if prior else None, domain=domain,
+                                                 rounding=rounding, tau=tau, convention=get_convention(conv)).data,
+                               rtol=1e-12, atol=1e-12)
+    assert gradcheck(probe, ins, eps=1e-7, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("conv", ["paper", "official"])
+@pytest.mark.parametrize("domain", ["positive", "bidirectional"])
+def test_T1_equals_the_squeeze_neuron(conv, domain):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 5, 5))
+    outs = []
+    for seq in (True, False):
+        I = refsnn.tensor(x[None] if seq else x, requires_grad=True)
+        V = refsnn.tensor([0.4, 0.6, 0.5], requires_grad=True)
+        B = refsnn.tensor([3.0, 2.0, 4.0], requires_grad=True)
+        if seq:
+            y = sequential_neuron(I, V, B, domain=domain, convention=get_convention(conv))[0]
+        else:
+            y = spiking_neuron(I, V, B, refsnn.tensor(1.0), domain=domain, convention=get_convention(conv))
+        y.backward(np.cos(np.arange(y.size)).reshape(y.shape))
+        outs.append((y.data, I.grad.reshape(x.shape), V.grad, B.grad))
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
+
+
+def test_bad_input():
+    V, B = refsnn.tensor([0.5, 0.5]), refsnn.tensor([2.0, 2.0])
+    with pytest.raises(ValueError, match=r"I must have shape \(T, ...\) with 1 <= T <= 2"):
+        sequential_neuron(refsnn.tensor(np.zeros((3, 4))), V, B)
+    with pytest.raises(ValueError, match=r"alpha must be finite amplitudes > 0"):
+        sequential_neuron(refsnn.tensor(np.zeros((2, 4))), V, B, alpha=refsnn.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"sequential_neuron: rounding must be one of"):
+        sequential_neuron(refsnn.tensor(np.zeros((2, 4))), V, B, rounding="ceil")
