@@ -138,3 +138,92 @@ def test_bad_input():
         sequential_neuron(refsnn.tensor(np.zeros((2, 4))), V, B, alpha=refsnn.tensor([1.0, -1.0]))
     with pytest.raises(ValueError, match=r"sequential_neuron: rounding must be one of"):
         sequential_neuron(refsnn.tensor(np.zeros((2, 4))), V, B, rounding="ceil")
+
+
+# -- layers and models in sequential mode (METHOD.md 14) ---------------------------------------------
+from refsnn.method import regulate  # noqa: E402
+from refsnn.models.resnet import tiny_resnet  # noqa: E402
+from refsnn.nn import SpikingConfig, SpikingConv2d, SpikingLinear  # noqa: E402
+
+SEQ = SpikingConfig(temporal_mode="sequential", time_steps=3.0, time_bound=3)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match=r"in sequential mode time_steps is the fixed T, an integer in \[1, "
+                                          r"time_bound=3\], got 2.5"):
+        SpikingConfig(temporal_mode="sequential", time_steps=2.5)
+    with pytest.raises(ValueError, match=r"temporal_mode must be one of"):
+        SpikingConfig(temporal_mode="both")
+    assert not SEQ.learns_time and SpikingConfig().learns_time
+    with pytest.raises(ValueError, match=r"temporal_mode and, in sequential mode, time_steps must be the same"):
+        tiny_resnet(config=SEQ, layer_configs={"fc": {"time_steps": 2.0}})
+
+
+def test_layer_steps_are_separate_weight_ops_and_flat_input_is_the_same():
+    rng = np.random.default_rng(0)
+    layer = SpikingConv2d(2, 4, 3, padding=1, config=SEQ, rng=1)
+    x = rng.standard_normal((3, 2, 2, 5, 5))
+    layer.train()
+    z = layer(refsnn.tensor(x))
+    assert z.shape == (3, 2, 4, 5, 5) and getattr(layer, "time", None) is None
+    layer.eval()
+    z5 = layer(refsnn.tensor(x)).data
+    z4 = layer(refsnn.tensor(x.reshape(6, 2, 5, 5))).data
+    assert np.array_equal(z5.reshape(6, 4, 5, 5), z4)
+    # step t of the output is the conv of step t's spikes only (no squeeze): change I^3, steps 1-2 unchanged
+    x2 = x.copy()
+    x2[2] += 1.0
+    z2 = layer(refsnn.tensor(x2)).data
+    assert np.array_equal(z2[:2], z5[:2]) and not np.array_equal(z2[2], z5[2])
+    lc = layer.cost("l")
+    assert lc.T == 3 and lc.s_ace == lc.macs * lc.B_w * sum(lc.B_s) == lc.s_ace_star
+    with pytest.raises(ValueError, match=r"input must have shape \(T, N, ...\)"):
+        layer(refsnn.tensor(np.zeros((4, 2, 2, 5, 5))))
+
+
+def test_T1_sequential_model_equals_squeeze_model():
+    """With T = 1 both modes compute the same network, bit for bit, forward and backward."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 1, 8, 8))
+    outs = []
+    for cfg in (SpikingConfig(time_steps=1.0, learn_time=False),
+                SpikingConfig(temporal_mode="sequential", time_steps=1.0)):
+        m = tiny_resnet(config=cfg, seed=3)
+        m.train()
+        y = m(refsnn.tensor(x))
+        y.backward(np.cos(np.arange(y.size)).reshape(y.shape))
+        outs.append([y.data, m.stem.weight.grad, m.fc.threshold.grad, m.layer1[0].conv1.spike_width.grad])
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
+
+
+def test_model_repeats_static_images_and_has_no_T_term():
+    m = tiny_resnet(config=SEQ, seed=0)
+    m.train()
+    x = np.random.default_rng(1).standard_normal((4, 1, 8, 8))
+    m(refsnn.tensor(x))
+    m.eval()
+    a = m(refsnn.tensor(x)).data
+    b = m(refsnn.tensor(np.repeat(x[:, None], 3, axis=1))).data
+    assert np.array_equal(a, b) and a.shape == (4, 10)
+    layers = [l for _, l in refsnn.nn.spiking_layers(m)]
+    loss, avg = regulate.regulating_loss(layers, regulate.Targets(2, 2, 1))
+    # T is the fixed 3 (a number, not a tape tensor: no average on the tape) and Eq. 21 has no T term
+    assert avg["T"] is None and avg["W"] == pytest.approx(4.0) and avg["S"] == pytest.approx(4.0)
+    assert float(loss.data) == pytest.approx(4e-2 * 2 + 4e-2 * 2)
+    with pytest.raises(ValueError, match=r"\(N, T, C, H, W\) frames with T = 3"):
+        m(refsnn.tensor(np.zeros((4, 2, 1, 8, 8))))
+
+
+def test_observer_of_step_t_watches_v_t():
+    """Alg. 1 per step: only the step whose width changed renews, from v^t of the current input."""
+    layer = SpikingLinear(5, 3, config=SEQ.replace(renewal="spike"), rng=0)
+    layer.train()
+    x = refsnn.tensor(np.abs(np.random.default_rng(4).standard_normal((3, 8, 5))))
+    layer(x)
+    before = layer.threshold.data.copy()
+    layer.spike_width.data[1] = 2.0
+    layer(x)
+    assert [e[:3] for e in layer.renewal_events] == [("spike", 1, 2)]
+    assert layer.threshold.data[0] == before[0] and layer.threshold.data[2] == before[2]
+    assert layer.threshold.data[1] != before[1]

@@ -55,14 +55,14 @@ BLOCK = sp.BLOCK
 
 def _check_input(I, v_th, bits, domain, shift, tau, amplitude, name):
     """Validate; return (T, B list, shift, tau, amplitude-or-None, prior flag)."""
-    I = sp.check_float(I, name)
+    I = chk.float_array(I, name, None, nonempty=True)
     if I.ndim < 1:
         raise ValueError(f"{name} must have a leading time axis (shape (T, ...)), got a 0-d array")
     T = I.shape[0]
     T, B, shift, tau = sp.check_common(v_th, bits, T, domain, shift, tau, I.dtype, name)
     if amplitude is None:
         return T, B, shift, tau, None
-    a = sp.check_float(amplitude, "amplitude")
+    a = chk.float_array(amplitude, "amplitude", None, nonempty=True)
     chk.same_dtype(I, name, a, "amplitude")
     if a.ndim != 1 or len(a) < T:
         raise ValueError(f"amplitude must be 1-D with length >= T = {T} (one alpha per step), got shape {a.shape}")
@@ -292,7 +292,7 @@ def seq_neuron_backward(gO, v, v_th, bits, *, domain="positive", shift=0.5, tau=
     """
     impl = chk.check_impl(impl)
     T, B, shift, tau, a = _check_input(gO, v_th, bits, domain, shift, tau, amplitude, "gO")
-    v = sp.check_float(v, "v")
+    v = chk.float_array(v, "v", None, nonempty=True)
     chk.same_dtype(gO, "gO", v, "v")
     chk.expect_shape(v, "v", gO.shape, "the shape of gO, as returned by seq_neuron_forward")
     one_bit_factor = ng.check_one_bit_factor(one_bit_factor)
