@@ -32,7 +32,8 @@ from .spikformer import SSA
 
 
 def parse_input_shape(text) -> tuple:
-    """'3x32x32' (or a tuple) -> (3, 32, 32): the per-sample input shape (C, H, W)."""
+    """'3x32x32' (or a tuple) -> (3, 32, 32): the per-sample input shape (C, H, W), or (T, C, H, W) for
+    event frames in sequential mode (METHOD.md 14)."""
     if isinstance(text, str):
         try:
             shape = tuple(int(p) for p in text.lower().split("x"))
@@ -43,8 +44,9 @@ def parse_input_shape(text) -> tuple:
             shape = tuple(int(v) for v in text)
         except (TypeError, ValueError):
             shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input shape must be C x H x W, three integers >= 1 (e.g. '3x32x32'), got {text!r}")
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise ValueError(f"input shape must be C x H x W (or T x C x H x W for event frames), integers >= 1 "
+                         f"(e.g. '3x32x32'), got {text!r}")
     return shape
 
 
