@@ -227,3 +227,35 @@ def test_observer_of_step_t_watches_v_t():
     assert [e[:3] for e in layer.renewal_events] == [("spike", 1, 2)]
     assert layer.threshold.data[0] == before[0] and layer.threshold.data[2] == before[2]
     assert layer.threshold.data[1] != before[1]
+
+
+# -- commands ----------------------------------------------------------------------------------------
+def test_demo_events_quick_and_summary(tmp_path, capsys, monkeypatch):
+    import json
+
+    from refsnn.cli import main
+    monkeypatch.setenv("REFSNN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    assert main(["demo", "--events", "--quick", "--out", str(out), "--progress", "none"]) == 0
+    text = capsys.readouterr().out
+    assert "demo --events" in text and "T fixed, sequential mode" in text and "CPU time" in text
+    assert "test accuracy >= 90 %" in text and "|T -" not in text
+    for name in ("history.json", "history.csv", "checkpoint.npz", "wst_history.png", "curves.png"):
+        assert (out / name).is_file(), name
+    hist = json.loads((out / "history.json").read_text())["epochs"]
+    assert len(hist) == 2 and all(e["T"] == 4 for e in hist)
+    assert list((tmp_path / "cache").glob("event_digits-*.npz"))
+    assert main(["summary", "--model", "tiny_resnet", "--temporal-mode", "sequential", "--time-steps", "3",
+                 "--wst", "2/2/3", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["temporal_mode"] == "sequential" and d["T"] == 3
+    # S-ACE = sum MACs * B_w * B_s * T with the fixed T
+    assert d["s_ace_g"] * 1e9 == pytest.approx(sum(lc["macs"] for lc in d["layers"]) * 2 * 2 * 3)
+    assert main(["summary", "--model", "tiny_resnet", "--time-steps", "3"]) == 2
+
+
+def test_bench_train_sequential_step(monkeypatch, tmp_path):
+    from refsnn.bench.train import run_case
+    monkeypatch.setenv("REFSNN_CACHE", str(tmp_path))
+    row = run_case("tiny_resnet_seq", "float32", 1, batch=4)
+    assert row["model"] == "tiny_resnet_seq" and row["median_s"] > 0
