@@ -259,3 +259,25 @@ def test_bench_train_sequential_step(monkeypatch, tmp_path):
     monkeypatch.setenv("REFSNN_CACHE", str(tmp_path))
     row = run_case("tiny_resnet_seq", "float32", 1, batch=4)
     assert row["model"] == "tiny_resnet_seq" and row["median_s"] > 0
+
+
+def test_prior_art_layer_eq_3_5():
+    """neuron="prior": the layer's neuron is Eq. 3-5 with its own learnable amplitude alpha^t."""
+    with pytest.raises(ValueError, match=r"prior multi-bit neuron \(Eq. 3-5\) runs in temporal_mode='sequential'"):
+        SpikingConfig(neuron="prior")
+    cfg = SEQ.replace(neuron="prior", rounding="floor", tau=2.0, learn_spike_bits=False, learn_weight_bits=False)
+    layer = SpikingLinear(6, 3, config=cfg, rng=0)
+    layer.train()
+    x = refsnn.tensor(np.abs(np.random.default_rng(0).standard_normal((3, 5, 6))))
+    z = layer(x)
+    assert np.array_equal(layer.amplitude.data, layer.threshold.data)  # alpha starts at the LSQ V_th
+    layer.amplitude.data[...] *= 0.5
+    z = layer(x)
+    z.backward(np.ones(z.shape))
+    assert layer.amplitude.grad is not None and layer.amplitude.grad[:3].any()
+    with refsnn.no_grad():
+        Shat = sequential_neuron(x.data, layer.threshold.data, np.full(3, 4.0), rounding="floor", tau=2.0,
+                                 alpha=layer.amplitude.data)
+    # every spike value is alpha^t times an integer in 0..2^B - 1
+    S = Shat.data / layer.amplitude.data[:, None, None]
+    assert np.allclose(S, np.round(S), atol=1e-12) and S.max() <= 15 and S.min() >= 0
