@@ -72,7 +72,7 @@ from .nn.spiking import SpikingConfig
 #: SpikingConfig fields that are set in another section of the file.
 MOVED_FIELDS = {"renewal": "[renewal] mode", "renewal_K": "[renewal] K", "renewal_p": "[renewal] p",
                 "input_neuron": "[model] input_neuron"}
-DATA_NAMES = ("digits", "cifar10", "cifar100", "synthetic", "imagenet")
+DATA_NAMES = ("digits", "cifar10", "cifar100", "synthetic", "imagenet", "event_digits", "cifar10_dvs", "dvs_gesture")
 PROGRESS_MODES = ("auto", "bar", "line", "none")
 
 
@@ -230,8 +230,9 @@ class OptimConfig:
 @dataclass
 class DataConfig:
     """[data]: the dataset (refsnn.data.get_dataset) and the loader."""
-    name: str = "digits"             # digits, cifar10, cifar100, synthetic (imagenet: validates, no reader yet)
-    root: str = ""                   # directory of a local copy (CIFAR); "" for the bundled/generated sets
+    name: str = "digits"             # digits, cifar10, cifar100, synthetic, event_digits, cifar10_dvs, dvs_gesture
+                                     # (imagenet: validates, no reader yet)
+    root: str = ""                   # directory of a local copy (CIFAR, DVS sets); "" for the bundled/generated sets
     batch_size: int = 64
     test_batch_size: int = 256
     drop_last: bool = False
@@ -252,7 +253,7 @@ class DataConfig:
                 _fail(section, key, getattr(self, key), "must be an integer >= 0 (0 = everything)")
         if self.augment not in ("auto", "on", "off"):
             _fail(section, "augment", self.augment, "allowed: 'auto', 'on', 'off'")
-        if self.name in ("cifar10", "cifar100", "imagenet") and not self.root:
+        if self.name in ("cifar10", "cifar100", "imagenet", "cifar10_dvs", "dvs_gesture") and not self.root:
             _fail(section, "root", self.root, f"{self.name} is read from a local copy: give its directory")
 
 

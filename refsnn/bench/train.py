@@ -4,6 +4,8 @@ Cases (each in float32 and float64):
 
     resnet20     batch 16, random 3x32x32 inputs, 10 classes   (the paper's CIFAR model)
     tiny_resnet  batch 64, the embedded digits (1x8x8)          (the demo's model)
+    tiny_resnet_seq  batch 64, the event digits (T = 4 frames of 2x16x16), sequential mode
+                 (METHOD.md 14; the model of ``refsnn demo --events``: stem stride 2)
 
 Per case: one untimed warm-up step (LSQ initialisation, numba compilation), then
 ``--repeats`` timed steps; the median and the minimum are reported.  Memory: the
@@ -37,12 +39,21 @@ import tracemalloc
 import numpy as np
 
 CASES = {"resnet20": {"batch": 16, "data": "random 3x32x32"}, "tiny_resnet": {"batch": 64, "data": "digits 1x8x8"},
-         "spikformer_4_384": {"batch": 16, "data": "random 3x32x32"}}
+         "spikformer_4_384": {"batch": 16, "data": "random 3x32x32"},
+         "tiny_resnet_seq": {"batch": 64, "data": "event digits 4x2x16x16"}}
 LARGE = ("resnet20", "spikformer_4_384")  # fewer repeats by default
+#: the sequential case: T = 4 fixed, no squeeze (METHOD.md 14), as in refsnn/configs/demo_events.toml
+SEQ_T = 4
+#: cases the PyTorch port cannot run (it has no sequential mode): timed in refsnn only under --against torch
+NO_TORCH = ("tiny_resnet_seq",)
 
 
 def case_batch(model_name: str, dt, batch: int) -> tuple:
-    """The fixed batch of a case: the first digits, or random 3x32x32 images with random labels."""
+    """The fixed batch of a case: the first digits (or event digits), or random 3x32x32 images with random labels."""
+    if model_name == "tiny_resnet_seq":
+        from refsnn.data import load_event_digits
+        ds = load_event_digits("train", T=SEQ_T, dtype=dt)
+        return ds.x[:batch], ds.y[:batch]
     if model_name == "tiny_resnet":
         from refsnn.data import load_digits
         ds = load_digits("train", dtype=dt)
@@ -62,7 +73,12 @@ def refsnn_step(model_name: str, dtype: str, batch: int):
 
     dt = np.dtype(dtype)
     x, y = case_batch(model_name, dt, batch)
-    model = get_model(model_name, num_classes=10, seed=0, dtype=dt)
+    kw = {}
+    if model_name == "tiny_resnet_seq":
+        from refsnn.nn import SpikingConfig
+        kw = {"config": SpikingConfig(temporal_mode="sequential", time_steps=float(SEQ_T), time_bound=SEQ_T),
+              "in_channels": 2, "stem_stride": 2}
+    model = get_model(model_name.replace("_seq", ""), num_classes=10, seed=0, dtype=dt, **kw)
     layers = [l for _, l in spiking_layers(model)]
     opt = SGD(param_groups(model, weight_decay=1e-4), momentum=0.9)
     targets, penalties = Targets(2, 2, 1), Penalties()
@@ -151,8 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 timed steps per case (1 for resnet20, spikformer_4_384)")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps per case (default 5; resnet20, "
                                                              "spikformer_4_384: 3)")
-    ap.add_argument("--models", default="tiny_resnet,resnet20",
-                    help="comma-separated: tiny_resnet,resnet20,spikformer_4_384")
+    ap.add_argument("--models", default="tiny_resnet,tiny_resnet_seq,resnet20",
+                    help="comma-separated: tiny_resnet,tiny_resnet_seq,resnet20,spikformer_4_384")
     ap.add_argument("--dtypes", default="float32,float64", help="comma-separated: float32,float64")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     ap.add_argument("--against", choices=("torch",), default=None,
@@ -179,7 +195,7 @@ def main(argv=None) -> int:
             else:
                 reps = 3 if m in LARGE else 5
             rows.append(run_case(m, d, reps))
-            if args.against == "torch":
+            if args.against == "torch" and m not in NO_TORCH:
                 try:
                     rows[-1].update(against_torch(m, d, reps))
                 except ImportError as e:

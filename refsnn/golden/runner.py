@@ -13,6 +13,7 @@ import fnmatch
 import numpy as np
 
 from ..method.conventions import Convention, get_convention
+from . import cases_seq as CS
 from . import model_cases as M
 from . import op_cases as O
 from .store import CONVENTIONS, GoldenError
@@ -28,13 +29,15 @@ RESULT_PREFIXES = ("output", "grad")
 COMPUTE = {"weight_quant": O.compute_weight_quant, "neuron": O.compute_neuron,
            "spiking_layer": O.compute_spiking_layer, "regulate": M.compute_regulate,
            "grid_search": O.compute_grid_search, "observer": O.compute_observer, "cost": M.compute_cost,
-           "train_step": compute_train_step, "ssa": compute_ssa}
+           "train_step": compute_train_step, "ssa": compute_ssa, "seq_neuron": CS.compute_seq_neuron,
+           "seq_spiking_layer": CS.compute_seq_spiking_layer, "to_frames": CS.compute_to_frames}
 #: the groups in manifest order: (maker, the names of its cases, or None: known only by running the maker)
 MAKERS = ((O.make_weight_quant, None), (O.make_neurons, None), (O.make_layers, tuple(O.LAYERS)),
           (M.make_regulate, ("regulating_loss_tiny_resnet",)), (O.make_grids, tuple(O.GRIDS)),
           (O.make_observers, tuple(O.OBSERVERS)), (M.make_costs, tuple(M.COSTS)),
           (make_train_step, ("train_step_tiny_resnet",)), (make_ssa, ("ssa_block",)),
-          (make_train_step_spikformer, ("train_step_tiny_spikformer",)))
+          (make_train_step_spikformer, ("train_step_tiny_spikformer",)), (CS.make_seq_neurons, None),
+          (CS.make_seq_layers, ("seq_spiking_conv",)), (CS.make_frames, ("to_frames",)))
 
 
 def cast_inputs(arrays: dict, dtype, float64_arrays) -> dict:

@@ -17,7 +17,8 @@ from refsnn.kernels import _checks as chk
 from refsnn.kernels.spike import (BLOCK, LN2, check_common, check_finite, count_nonfinite, emit,
                                   emit_numpy, spike_levels, step_constants)
 
-__all__ = ["neuron_backward"]
+__all__ = ["neuron_backward", "block_partial_sums", "block_sum", "reduce_step_terms", "bit_factor",
+           "check_one_bit_factor"]
 
 
 # ----------------------------------------------------------------------------
@@ -25,7 +26,7 @@ __all__ = ["neuron_backward"]
 # ----------------------------------------------------------------------------
 
 
-def _block_partial_sums(terms):
+def block_partial_sums(terms):
     """Block sums of ``terms`` (shape (..., N)) in the fixed order described at ``BLOCK`` (``refsnn.kernels.spike``);
     shape (..., ceil(N/BLOCK)).
 
@@ -46,7 +47,7 @@ def _block_partial_sums(terms):
     return p[..., 0]
 
 
-def _reduce_step_terms(partials, B, T, N, domain, bit_grad_lsq, n_vth, n_bits):
+def reduce_step_terms(partials, B, T, N, domain, bit_grad_lsq, n_vth, n_bits):
     """``g_vth[t] = g sum_j gS_j^t h_j``, ``g_bits[t] = g_B sum_j gS_j^t k_j`` from block partials.
 
     ``partials`` (shape (2, T, nblocks), input dtype) holds the block partial sums of the
@@ -72,7 +73,17 @@ def _reduce_step_terms(partials, B, T, N, domain, bit_grad_lsq, n_vth, n_bits):
     return g_vth, g_bits
 
 
-def _bit_factor(B, q_max, one_bit_factor):
+def check_one_bit_factor(one_bit_factor) -> float:
+    """The factor F of C2 as a float, if it is a finite number > 0, else ValueError."""
+    if isinstance(one_bit_factor, (bool, np.bool_)) or not isinstance(one_bit_factor, numbers.Real) \
+            or not (math.isfinite(one_bit_factor) and one_bit_factor > 0):
+        raise ValueError(
+            f"one_bit_factor must be a finite number > 0 (2.0 paper, 1.0 official), got {one_bit_factor!r}"
+        )
+    return float(one_bit_factor)
+
+
+def bit_factor(B, q_max, one_bit_factor):
     """F in k = sign(u) V_th F ln2: q_max + 1, or ``one_bit_factor`` at B = 1 (C2)."""
     return one_bit_factor if B == 1 else q_max + 1
 
@@ -110,7 +121,7 @@ def _backward_numpy(gy, v, V_th, B, T, domain, shift, inv_tau, reset_decay, bptt
         # Eq. 16-17 / App. A.10-A.11: k = sign(u) V_th^t (q_max + 1) ln2 outside [q_min, q_max]
         #   (positive domain: only u > q_max; C2: factor one_bit_factor instead of q_max + 1 at B = 1)
         outside = (u > q_max) if domain == "positive" else ~inside
-        F = _bit_factor(B[t], q_max, one_bit_factor)
+        F = bit_factor(B[t], q_max, one_bit_factor)
         k = np.where(outside, np.sign(u) * V_th[t] * F * LN2, dt(0.0))
         terms[0, t] = gS * h
         terms[1, t] = gS * k
@@ -123,7 +134,7 @@ def _backward_numpy(gy, v, V_th, B, T, domain, shift, inv_tau, reset_decay, bptt
         # METHOD.md 6.6: dv^t/dI = 1, so dL/dI = sum_t dL/dv^t
         gI = gI + gv
         gv_next = gv
-    return gI, _block_partial_sums(terms.reshape(2, T, -1))
+    return gI, block_partial_sums(terms.reshape(2, T, -1))
 
 
 # ----------------------------------------------------------------------------
@@ -165,9 +176,9 @@ def _backward_step(gy, v_t, gI, gv_next, th, tk, vth, q_lo, q_hi, k_hi, k_lo, ro
 
 
 @njit(cache=True)
-def _block_sum(terms):
+def block_sum(terms):
     """Sum of one block's terms (length BLOCK, zero-padded) in the order of
-    :func:`_block_partial_sums`; overwrites ``terms``."""
+    :func:`block_partial_sums`; overwrites ``terms``."""
     w = terms.shape[0]
     while w > 1:
         w //= 2
@@ -180,7 +191,7 @@ def _block_sum(terms):
 def _backward_kernel(gy, v, v_th, bits, qmin, qmax, kmag, bidir, shift, inv_tau, r, bptt, T_f, gI, partials):
     """Fused backward: blocks of BLOCK elements in parallel; per block, steps T..1 (each one
     vectorizable loop), and after each step the block sums of ``gS h`` and ``gS k`` in the
-    order of :func:`_block_partial_sums`, written to ``partials[:, t, b]``.
+    order of :func:`block_partial_sums`, written to ``partials[:, t, b]``.
 
     ``kmag[t] = V_th^t F ln2`` (so ``k = +-kmag``, which equals ``sign(u) V_th F ln2``
     evaluated left to right). Returns the number of non-finite gy / v entries seen.
@@ -205,9 +216,9 @@ def _backward_kernel(gy, v, v_th, bits, qmin, qmax, kmag, bidir, shift, inv_tau,
             bad += _backward_step(gyb, v[t, j0:j1], gIb, work[0, :n], work[1, :n], work[2, :n], v_th[t],
                                   qmin[t], qmax[t], kmag[t], k_lo, round_away, bidir and bits[t] == 1, shift,
                                   inv_tau, r, bptt, T_f)
-            partials[0, t, b] = _block_sum(work[1])
-            partials[1, t, b] = _block_sum(work[2])
-            # _block_sum overwrote the first n terms; the zero padding beyond n is intact
+            partials[0, t, b] = block_sum(work[1])
+            partials[1, t, b] = block_sum(work[2])
+            # block_sum overwrote the first n terms; the zero padding beyond n is intact
     return bad
 
 
@@ -247,12 +258,7 @@ def neuron_backward(
     v = chk.float_array(v, "v", None, nonempty=True)
     chk.same_dtype(gy, "gy", v, "v")
     chk.expect_shape(v, "v", (T,) + gy.shape, "(T, *gy.shape), as returned by neuron_forward")
-    if isinstance(one_bit_factor, (bool, np.bool_)) or not isinstance(one_bit_factor, numbers.Real) \
-            or not (math.isfinite(one_bit_factor) and one_bit_factor > 0):
-        raise ValueError(
-            f"one_bit_factor must be a finite number > 0 (2.0 paper, 1.0 official), got {one_bit_factor!r}"
-        )
-    one_bit_factor = float(one_bit_factor)
+    one_bit_factor = check_one_bit_factor(one_bit_factor)
     reset_decay, bptt, bit_grad_lsq = bool(reset_decay), bool(bptt), bool(bit_grad_lsq)
     dt = gy.dtype.type
     inv_tau = dt(1.0 / tau)
@@ -267,7 +273,7 @@ def neuron_backward(
         g = np.ascontiguousarray(gy).reshape(-1)
         vv = np.ascontiguousarray(v).reshape(T, -1)
         qmin, qmax = step_constants(v_th, B, T, domain, gy.dtype)
-        F = np.array([_bit_factor(B[t], int(qmax[t]), one_bit_factor) for t in range(T)], dtype=gy.dtype)
+        F = np.array([bit_factor(B[t], int(qmax[t]), one_bit_factor) for t in range(T)], dtype=gy.dtype)
         # sign(u) V_th F ln2, evaluated left to right in the input dtype (sign(u) = +-1 is exact)
         kmag = v_th[:T] * F * dt(LN2)
         gI = np.empty_like(g)
@@ -281,5 +287,5 @@ def neuron_backward(
             check_finite(gy, "gy")
             check_finite(v, "v")
         gI = gI.reshape(gy.shape)
-    g_vth, g_bits = _reduce_step_terms(partials, B, T, gy.size, domain, bit_grad_lsq, len(v_th), len(bits))
+    g_vth, g_bits = reduce_step_terms(partials, B, T, gy.size, domain, bit_grad_lsq, len(v_th), len(bits))
     return gI, g_vth, g_bits

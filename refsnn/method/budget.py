@@ -22,7 +22,9 @@ class LayerCost:
     ``n_f``: elements of the layer's input feature map per sample;
     ``B_w``: weight width; ``B_s``: spike width of each of the ``T`` steps used;
     ``spiking``: False for a stem fed by the analog image (no input neuron),
-    which is left out of S-ACE and of the S and T averages.
+    which is left out of S-ACE and of the S and T averages;
+    ``sequential``: the layer runs in sequential mode (METHOD.md 14): its weight op runs T times
+    and nothing is squeezed, so S-ACE* (the post-squeezing pipeline) is S-ACE itself.
     """
     name: str
     kind: str
@@ -33,6 +35,7 @@ class LayerCost:
     B_s: list = field(default_factory=list)
     T: int = 1
     spiking: bool = True
+    sequential: bool = False
 
     # Eq. 7 per layer: BB_l = B_w,l * sum_t B_s,l^t
     @property
@@ -49,6 +52,8 @@ class LayerCost:
     def s_ace_star(self) -> int:
         if not self.spiking:
             return 0
+        if self.sequential:  # METHOD.md 14: no squeeze; S-ACE = MACs * B_w * sum_t B_s^t (the weight op runs T times)
+            return self.s_ace
         return self.macs * self.B_w * (max(self.B_s[: self.T]) + math.ceil(math.log2(self.T)))
 
     @property

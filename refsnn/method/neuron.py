@@ -1,4 +1,4 @@
-"""The refined multi-bit spiking neuron with temporal squeezing as a tape op.
+"""The refined multi-bit spiking neuron as a tape op: with temporal squeezing, or sequential (METHOD.md 14).
 
 Forward: Eq. 13 (membrane), Eq. 14 (positive spikes) or Eq. 15 (bidirectional
 spikes), Eq. 12 (squeeze y = (1/T) sum_t V_th^t S^t), all T steps in one call.
@@ -16,6 +16,9 @@ Public functions (``convention`` is a resolved :class:`~refsnn.method.convention
     emitted_spikes        the integer spikes S^t a membrane v^t emits (Eq. 14, Eq. 15)
     kernel_options        the kernel arguments a rounding and a convention select (shift, C4);
                           derived here once
+    sequential_neuron     the tape op of sequential mode (METHOD.md 14): a current per step, no squeeze,
+                          Shat^t for every step; also the prior-art neuron of Eq. 3-5 (``alpha``)
+    sequential_membrane   its membrane v^t, no tape (the data of the per-step observers, Alg. 1)
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import numpy as np
 
 from ..autograd.tensor import Tensor, primitive
 from ..kernels import neuron as _k
+from ..kernels import neuron_seq as _kseq
 from .conventions import PAPER, Convention, check_convention
 
 DOMAINS = _k.DOMAINS
@@ -97,21 +101,93 @@ def spiking_neuron(I, v_th, bits, T, *, domain: str = "positive", rounding: str 
     tau: 1 = IF (default), > 1 = LIF.  convention: a Convention (``PAPER``, ``OFFICIAL``, METHOD.md section 10;
     ``refsnn.method.get_convention`` resolves a name).
     """
-    if domain not in DOMAINS:
-        raise ValueError(f"spiking_neuron: domain must be one of {DOMAINS}, got {domain!r}")
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"spiking_neuron: rounding must be one of {tuple(ROUNDINGS)}, got {rounding!r}")
-    if not (isinstance(tau, (int, float, np.integer, np.floating)) and np.isfinite(tau) and tau >= 1):
-        raise ValueError(f"spiking_neuron: tau must be a finite number >= 1 (1 = IF neuron), got {tau!r}")
-    check_convention(convention, "spiking_neuron: convention")
-    vt = v_th.data if isinstance(v_th, Tensor) else np.asarray(v_th)
-    if vt.ndim != 1 or not (vt > 0).all():
-        raise ValueError(f"spiking_neuron: thresholds v_th must be a 1-D array of values > 0, got {vt!r}")
+    vt = _check_neuron_args("spiking_neuron", v_th, bits, domain, rounding, tau, convention)
     Tv = T.data if isinstance(T, Tensor) else np.asarray(T)
-    bv = bits.data if isinstance(bits, Tensor) else np.asarray(bits)
     if Tv.size != 1 or not float(Tv).is_integer() or not 1 <= int(Tv) <= len(vt):
         raise ValueError(f"spiking_neuron: T must be an integer in [1, {len(vt)}] (the number of thresholds), got {Tv!r}")
-    if bv.shape != vt.shape or not np.all(bv == np.round(bv)) or (bv < 1).any():
-        raise ValueError(f"spiking_neuron: bits must be integers >= 1 with the shape of v_th {vt.shape}, got {bv!r}")
     return _neuron(I, v_th, bits, T, domain=domain, rounding=rounding, tau=float(tau), convention=convention,
                    impl=impl)
+
+
+def _check_neuron_args(fn, v_th, bits, domain, rounding, tau, convention):
+    """Checks shared by the tape neurons; returns the thresholds as an ndarray."""
+    if domain not in DOMAINS:
+        raise ValueError(f"{fn}: domain must be one of {DOMAINS}, got {domain!r}")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"{fn}: rounding must be one of {tuple(ROUNDINGS)}, got {rounding!r}")
+    if not (isinstance(tau, (int, float, np.integer, np.floating)) and np.isfinite(tau) and tau >= 1):
+        raise ValueError(f"{fn}: tau must be a finite number >= 1 (1 = IF neuron), got {tau!r}")
+    check_convention(convention, f"{fn}: convention")
+    vt = v_th.data if isinstance(v_th, Tensor) else np.asarray(v_th)
+    if vt.ndim != 1 or not (vt > 0).all():
+        raise ValueError(f"{fn}: thresholds v_th must be a 1-D array of values > 0, got {vt!r}")
+    bv = bits.data if isinstance(bits, Tensor) else np.asarray(bits)
+    if bv.shape != vt.shape or not np.all(bv == np.round(bv)) or (bv < 1).any():
+        raise ValueError(f"{fn}: bits must be integers >= 1 with the shape of v_th {vt.shape}, got {bv!r}")
+    return vt
+
+
+# ----------------------------------------------------------------------------------------------------
+# sequential mode (METHOD.md 14): a current per step, no squeeze; and the prior-art neuron (Eq. 3-5)
+# ----------------------------------------------------------------------------------------------------
+@primitive
+def _seq_neuron(ctx, I, v_th, bits, *alpha, domain, rounding, tau, convention, impl):
+    ctx.B = bits.astype(np.int64)
+    # Eq. 13-15 per step with I^t (or Eq. 3-5 with alpha); the kernel's docstring writes each line out
+    Shat, ctx.v = _kseq.seq_neuron_forward(I, v_th, ctx.B, domain=domain, tau=tau, impl=impl,
+                                           amplitude=alpha[0] if alpha else None,
+                                           **kernel_options(rounding, convention))
+    return Shat
+
+
+@_seq_neuron.defvjp
+def seq_neuron_vjp(ctx, g):
+    """METHOD.md 6.1-6.3 per step and 6.6 through the membrane (C3/C4); dL/dalpha = sum gS S (Eq. 3)."""
+    kw = ctx.kwargs
+    c = kw["convention"]
+    I, v_th, bits, *alpha = ctx.inputs
+    gI, g_vth, g_bits, g_alpha = _kseq.seq_neuron_backward(
+        np.ascontiguousarray(g), ctx.v, v_th, ctx.B, domain=kw["domain"], tau=kw["tau"],
+        amplitude=alpha[0] if alpha else None, bptt=c.bptt, bit_grad_lsq=c.bit_grad_lsq,
+        one_bit_factor=c.one_bit_factor, impl=kw["impl"], **kernel_options(kw["rounding"], c))
+    grads = (gI, g_vth, g_bits.astype(bits.dtype))
+    return grads + ((g_alpha,) if alpha else ())
+
+
+def sequential_neuron(I, v_th, bits, *, domain: str = "positive", rounding: str = "round", tau: float = 1.0,
+                      convention: Convention = PAPER, impl: str = "numba", alpha=None) -> Tensor:
+    """The neuron in sequential mode (METHOD.md 14): ``Shat^t = V_th^t S^t`` for every step, no squeeze.
+
+    I: currents ``I^t``, shape ``(T, ...)``; T = ``I.shape[0]`` is a constant of the run, 1 <= T <= len(v_th).
+    v_th, bits: V_th^t and B_s^t (Eq. 9) of shape (T_bound,) as for :func:`spiking_neuron`.
+    Forward: Eq. 13 with ``I^t``, Eq. 14/15 per step; backward: 6.1-6.3 per step and 6.6 through the
+    membrane under the convention (C3 detaches carry and reset, C4 decays the reset). No T gradient.
+    alpha: None (the refined neuron) or amplitudes ``alpha^t`` of shape (T_bound,), > 0: the prior
+    multi-bit neuron of Eq. 3-5, ``Shat^t = alpha^t S^t`` with reset ``alpha^t S^t`` (use it with
+    ``rounding="floor"``, Eq. 5, and e.g. ``tau=2`` for the Table 4 baseline); alpha gets a gradient.
+    With T = 1 the output equals :func:`spiking_neuron` with T = 1, bit for bit.
+    """
+    vt = _check_neuron_args("sequential_neuron", v_th, bits, domain, rounding, tau, convention)
+    Id = I.data if isinstance(I, Tensor) else np.asarray(I)
+    if Id.ndim < 1 or not 1 <= Id.shape[0] <= len(vt):
+        raise ValueError(f"sequential_neuron: I must have shape (T, ...) with 1 <= T <= {len(vt)} (the number of "
+                         f"thresholds), got shape {Id.shape}")
+    extra = ()
+    if alpha is not None:
+        av = alpha.data if isinstance(alpha, Tensor) else np.asarray(alpha)
+        if av.shape != vt.shape or not (np.isfinite(av) & (av > 0)).all():
+            raise ValueError(f"sequential_neuron: alpha must be finite amplitudes > 0 with the shape of v_th "
+                             f"{vt.shape}, got {av!r}")
+        extra = (alpha,)
+    return _seq_neuron(I, v_th, bits, *extra, domain=domain, rounding=rounding, tau=float(tau),
+                       convention=convention, impl=impl)
+
+
+def sequential_membrane(I: np.ndarray, v_th: np.ndarray, bits, *, domain: str, rounding: str, tau: float,
+                        convention: Convention, impl: str = "numba", alpha=None) -> np.ndarray:
+    """Membrane potentials ``v^t`` (shape of I) of the sequential neuron, without the tape: the data X the
+    observer of step t watches (Alg. 1, METHOD.md 14). Plain arrays, as the kernel takes them."""
+    # Eq. 13 with I^t (Eq. 4 with alpha): v^t = (1/tau) v^{t-1} + I^t - Shat^{t-1}
+    _, v = _kseq.seq_neuron_forward(I, v_th, np.asarray(bits).astype(np.int64), domain=domain, tau=float(tau),
+                                    amplitude=alpha, impl=impl, **kernel_options(rounding, convention))
+    return v

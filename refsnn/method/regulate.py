@@ -10,7 +10,8 @@ reaches every Bhat and That in proportion to its layer's element share:
     S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l      (mean over the T_l steps in use)
     T = sum_l T_l N_f,l / sum_l N_f,l
 
-(computed once, by ``refsnn.method.protocol.wst_averages``).  Layers whose widths are all frozen are left out (METHOD.md section 7).  |.| is
+(computed once, by ``refsnn.method.protocol.wst_averages``).  In sequential mode (METHOD.md 14) T is
+a fixed number, not a tape tensor, and Eq. 21 has no T term.  Layers whose widths are all frozen are left out (METHOD.md section 7).  |.| is
 the L2 norm of a scalar, i.e. the absolute value.
 """
 from __future__ import annotations
@@ -58,6 +59,8 @@ def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties()
         value = avg[key]
         if value is None or lam == 0:
             continue
+        if key == "T" and not isinstance(value, Tensor):
+            continue  # METHOD.md 14: a fixed T (sequential mode) has no term in Eq. 21
         # Eq. 21: lam * |X - X_tar|
         term = F.abs(value - float(getattr(targets, key))) * float(lam)
         loss = term if loss is None else loss + term

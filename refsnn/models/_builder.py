@@ -101,6 +101,18 @@ class LayerBuilder:
         self.names.append(name)
         return SpikingNeuron(self.config_for(name), time=time, dtype=self.dtype)
 
+    def temporal_mode(self) -> tuple:
+        """``(sequential, T)`` shared by every layer built (METHOD.md 14: the mode and the fixed T are
+        model-wide); different settings across layers raise ValueError."""
+        modes = set()
+        for n in self.names:
+            c = self.config_for(n)
+            modes.add((c.sequential, int(c.time_steps) if c.sequential else 0))
+        if len(modes) != 1:
+            raise ValueError(f"{self.model_name}: temporal_mode and, in sequential mode, time_steps must be the same "
+                             f"for every layer (model-wide), got {sorted(modes)}")
+        return modes.pop()
+
     def finish(self, model):
         """Check that every ``layer_configs`` key matched a layer and that the names used are the module names."""
         actual = [n for n, _ in spiking_layers(model)]

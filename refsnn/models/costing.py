@@ -37,7 +37,8 @@ from .spikformer import SSA
 
 
 def parse_input_shape(text) -> tuple:
-    """'3x32x32' (or a tuple) -> (3, 32, 32): the per-sample input shape (C, H, W)."""
+    """'3x32x32' (or a tuple) -> (3, 32, 32): the per-sample input shape (C, H, W), or (T, C, H, W) for
+    event frames in sequential mode (METHOD.md 14)."""
     if isinstance(text, str):
         try:
             shape = tuple(int(p) for p in text.lower().split("x"))
@@ -48,8 +49,9 @@ def parse_input_shape(text) -> tuple:
             shape = tuple(int(v) for v in text)
         except (TypeError, ValueError):
             shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input shape must be C x H x W, three integers >= 1 (e.g. '3x32x32'), got {text!r}")
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise ValueError(f"input shape must be C x H x W (or T x C x H x W for event frames), integers >= 1 "
+                         f"(e.g. '3x32x32'), got {text!r}")
     return shape
 
 
@@ -156,6 +158,9 @@ def format_cost_table(cost: ModelCost) -> str:
             f"S-ACE* ({u}) = {format_ops(cost.s_ace_star)}   size (MB) = {format_mb(cost.size_mb)}",
             "S-ACE* = sum MACs * B_w * (max_t B_s^t + ceil(log2 T)): refsnn's reading of App. A.6 "
             "(post-squeezing pipeline), not a formula printed in the paper."]
+    if any(lc.sequential for lc in cost.layers):
+        out.append("Sequential mode (METHOD.md 14): T is fixed and the weight op runs on every step, so "
+                   "S-ACE = sum MACs * B_w * sum_t B_s^t = sum MACs * B_w * B_s * T; nothing is squeezed (S-ACE* = S-ACE).")
     if any(not lc.spiking for lc in cost.layers):
         out.append("Layers marked '(no neuron)' see the analog input: counted in W, size and MACs, "
                    "left out of S-ACE, S-ACE*, S and T.")
@@ -187,7 +192,8 @@ def format_attention_table(attention: list) -> str:
 
 
 def summary_main(argv=None) -> int:
-    """``refsnn summary --model NAME [--wst 16/1/4] [--input 3x32x32] [--no-input-neuron] [--json]``."""
+    """``refsnn summary --model NAME [--wst 16/1/4] [--input 3x32x32] [--no-input-neuron]
+    [--temporal-mode sequential --time-steps T] [--json]``."""
     from .registry import MODEL_NAMES, default_input_shape, get_model
     ap = argparse.ArgumentParser(prog="refsnn summary",
                                  description="Per-layer and total costs of a model (METHOD.md section 2, Eq. 7-8).")
@@ -199,6 +205,10 @@ def summary_main(argv=None) -> int:
                     help="the stem is a plain quantized-weight layer on the analog image (left out of S-ACE)")
     ap.add_argument("--num-classes", type=int, default=None, metavar="N",
                     help="classes of the last layer (default: the model's own, e.g. 10 for resnet20)")
+    ap.add_argument("--temporal-mode", choices=("squeeze", "sequential"), default="squeeze",
+                    help="sequential: a current per step, no squeeze, T fixed (METHOD.md 14)")
+    ap.add_argument("--time-steps", type=int, default=None,
+                    help="the fixed T of sequential mode (default 4); with --wst, the T of W/S/T wins")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
     try:
@@ -207,6 +217,14 @@ def summary_main(argv=None) -> int:
         kw = {"input_neuron": not args.no_input_neuron, "dtype": np.float32}
         if args.num_classes is not None:
             kw["num_classes"] = args.num_classes
+        if args.time_steps is not None and args.temporal_mode != "sequential":
+            raise ValueError("--time-steps sets the fixed T of --temporal-mode sequential")
+        if args.temporal_mode == "sequential":
+            T = wst[2] if wst else (4 if args.time_steps is None else args.time_steps)
+            if T < 1:
+                raise ValueError(f"--time-steps must be >= 1, got {T}")
+            kw["layer_configs"] = {"*": {"temporal_mode": "sequential", "time_steps": float(T),
+                                         "time_bound": max(T, 1)}}
         model = get_model(args.model, **kw)
         cost = model_costs(model, shape, wst)
     except ValueError as e:
@@ -214,11 +232,11 @@ def summary_main(argv=None) -> int:
         return 2
     if args.json:
         d = {"model": args.model, "input_shape": list(shape), "input_neuron": not args.no_input_neuron,
-             "wst": list(wst) if wst else None}
+             "wst": list(wst) if wst else None, "temporal_mode": args.temporal_mode}
         d.update(cost.as_dict())
         print(json.dumps(d, indent=1))
     else:
-        print(f"{args.model}, input {'x'.join(map(str, shape))}, input neuron: {not args.no_input_neuron}"
-              + (f", W/S/T set to {'/'.join(map(str, wst))}" if wst else ", initial widths"))
+        print(f"{args.model}, input {'x'.join(map(str, shape))}, input neuron: {not args.no_input_neuron}, "
+              f"temporal mode: {args.temporal_mode}" + (f", W/S/T set to {'/'.join(map(str, wst))}" if wst else ", initial widths"))
         print(format_cost_table(cost))
     return 0

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
+from ..autograd.tensor import Tensor
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Flatten, Identity, MaxPool2d, Module, ReLU, Sequential, SpikingConfig
 from ._builder import LayerBuilder
 
@@ -126,31 +128,68 @@ class ResNet(Module):
         self.flatten = Flatten()
         self.fc = builder.linear("fc", c, int(num_classes))
         builder.finish(self)
+        # METHOD.md 14: model-wide temporal mode; in sequential mode T is a fixed setting
+        self.sequential, self.time_steps = builder.temporal_mode()
+
+    def _time_flat(self, x):
+        """Sequential mode: (N, C, H, W) static images, repeated T times (direct encoding), or
+        (N, T, C, H, W) frames as a Dataset holds them -> time-major (T*N, C, H, W), and N."""
+        T = self.time_steps
+        if x.ndim == 4:
+            N = x.shape[0]
+            xs = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+            return F.concatenate(*([xs] * T), axis=0), N
+        if x.ndim == 5 and x.shape[1] == T:
+            N = x.shape[0]
+            xt = F.transpose(x, axes=(1, 0, 2, 3, 4))
+            return F.reshape(xt, shape=(T * N,) + tuple(x.shape[2:])), N
+        raise ValueError(f"{type(self).__name__} (sequential, T = {T}): input must be (N, C, H, W) static images or "
+                         f"(N, T, C, H, W) frames with T = {T}, got shape {tuple(x.shape)}")
 
     def forward(self, x):
+        """Squeeze mode: x (N, C, H, W) -> logits (N, classes). Sequential mode (METHOD.md 14): every layer
+        runs on all T steps (maps flattened to (T*N, ...), so BN normalises over (T, N, H, W)) and the
+        logits are averaged over T."""
+        if self.sequential:
+            x, N = self._time_flat(x)
         x = self.maxpool(self.stem_relu(self.stem_bn(self.stem(x))))
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        return self.fc(self.flatten(self.avgpool(x)))
+        out = self.fc(self.flatten(self.avgpool(x)))
+        if self.sequential:
+            # METHOD.md 14: the head averages the logits over T
+            out = F.mean(F.reshape(out, shape=(self.time_steps, N, out.shape[1])), axis=0)
+        return out
+
+
+def _channels(model: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{model}: in_channels must be an integer >= 1, got {v!r}")
+    return int(v)
 
 
 def _builder(name, config, layer_configs, input_neuron, seed, dtype, default):
     return LayerBuilder(name, default if config is None else config, layer_configs, input_neuron, seed, dtype)
 
 
-def resnet20(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0, dtype=np.float64) -> ResNet:
-    """Wide CIFAR ResNet20 (METHOD.md 12): 3x3 stem 3->128, 3x3 BasicBlocks at 128/256/512, strides 1/2/2."""
+def resnet20(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0, dtype=np.float64,
+             in_channels: int = 3) -> ResNet:
+    """Wide CIFAR ResNet20 (METHOD.md 12): 3x3 stem 3->128, 3x3 BasicBlocks at 128/256/512, strides 1/2/2.
+    ``in_channels=2``: event frames (OFF/ON counts, METHOD.md 14)."""
     b = _builder("resnet20", config, layer_configs, input_neuron, seed, dtype, CIFAR_CONFIG)
-    return ResNet(b, in_channels=3, num_classes=num_classes, stem_channels=128, stem_kernel=3, stem_stride=1,
-                  stem_maxpool=False, blocks=(3, 3, 3), widths=(128, 256, 512), strides=(1, 2, 2), sew=False)
+    return ResNet(b, in_channels=_channels("resnet20", in_channels), num_classes=num_classes, stem_channels=128,
+                  stem_kernel=3, stem_stride=1, stem_maxpool=False, blocks=(3, 3, 3), widths=(128, 256, 512),
+                  strides=(1, 2, 2), sew=False)
 
 
-def resnet18(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0, dtype=np.float64) -> ResNet:
-    """CIFAR ResNet18 (METHOD.md 12): 3x3 stem 3->64, stages [2,2,2,2] at 64..512, strides 1/2/2/2."""
+def resnet18(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0, dtype=np.float64,
+             in_channels: int = 3) -> ResNet:
+    """CIFAR ResNet18 (METHOD.md 12): 3x3 stem 3->64, stages [2,2,2,2] at 64..512, strides 1/2/2/2.
+    ``in_channels=2``: event frames (OFF/ON counts, METHOD.md 14)."""
     b = _builder("resnet18", config, layer_configs, input_neuron, seed, dtype, CIFAR_CONFIG)
-    return ResNet(b, in_channels=3, num_classes=num_classes, stem_channels=64, stem_kernel=3, stem_stride=1,
-                  stem_maxpool=False, blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2),
-                  sew=False)
+    return ResNet(b, in_channels=_channels("resnet18", in_channels), num_classes=num_classes, stem_channels=64,
+                  stem_kernel=3, stem_stride=1, stem_maxpool=False, blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512),
+                  strides=(1, 2, 2, 2), sew=False)
 
 
 def sew_resnet34(num_classes=1000, config=None, layer_configs=None, input_neuron=True, seed=0,
@@ -163,13 +202,15 @@ def sew_resnet34(num_classes=1000, config=None, layer_configs=None, input_neuron
 
 
 def tiny_resnet(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0,
-                dtype=np.float64) -> ResNet:
+                dtype=np.float64, in_channels: int = 1, stem_stride: int = 1) -> ResNet:
     """refsnn's small model for the embedded 8x8 digits (not from the paper).
 
     3x3 stem 1->16 (8x8), BN, ReLU; BasicBlock 16->16 (8x8); BasicBlock 16->32, stride 2
     (4x4, 1x1 projection shortcut); global average pool; linear 32->classes.
     19,408 conv/linear weights; 533,824 MACs per sample.
+    ``in_channels=2, stem_stride=2``: the event digits (2 polarity channels, 16x16 -> 8x8 after the stem).
     """
     b = _builder("tiny_resnet", config, layer_configs, input_neuron, seed, dtype, CIFAR_CONFIG)
-    return ResNet(b, in_channels=1, num_classes=num_classes, stem_channels=16, stem_kernel=3, stem_stride=1,
-                  stem_maxpool=False, blocks=(1, 1), widths=(16, 32), strides=(1, 2), sew=False)
+    return ResNet(b, in_channels=_channels("tiny_resnet", in_channels), num_classes=num_classes, stem_channels=16,
+                  stem_kernel=3, stem_stride=_channels("tiny_resnet", stem_stride), stem_maxpool=False, blocks=(1, 1),
+                  widths=(16, 32), strides=(1, 2), sew=False)

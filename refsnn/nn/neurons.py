@@ -21,7 +21,7 @@ import numpy as np
 from ..autograd.tensor import DEFAULT_DTYPE, Tensor, check_float_dtype, no_grad
 from ..method import renewal as R
 from ..method.budget import LayerCost
-from ..method.neuron import membrane_potentials, spike_grid, spiking_neuron
+from ..method.neuron import membrane_potentials, sequential_membrane, sequential_neuron, spike_grid, spiking_neuron
 from ..method.parametrize import check_finite_param, parametrized_width, width_value
 from ..method.protocol import LayerWidths
 from .layers import Identity
@@ -60,7 +60,11 @@ class NeuronPart:
         self.threshold = Parameter(np.ones(n_steps, dtype), "threshold")
         self.spike_width = Parameter(np.full(n_steps, c.spike_bits, dtype), "spike_width")
         self.spike_width.requires_grad = c.learn_spike_bits
-        if time is None:
+        if c.neuron == "prior":  # Eq. 3-5: amplitude alpha^t, learnt like a threshold
+            self.amplitude = Parameter(np.ones(n_steps, dtype), "threshold")
+        if c.sequential:  # METHOD.md 14: T is a constant of the run, no T parameter
+            self.time = None
+        elif time is None:
             self.time = Parameter(np.array(c.time_steps, dtype), "time")
             self.time.requires_grad = c.learn_time
         else:
@@ -80,7 +84,8 @@ class NeuronPart:
 
     def _check_neuron_params(self) -> None:
         for p in (self.spike_width, self.time):
-            check_finite_param(p, f"{type(self).__name__}.{p.kind}")
+            if p is not None:
+                check_finite_param(p, f"{type(self).__name__}.{p.kind}")
 
     # -- widths (Eq. 9-10) ----------------------------------------------------------
     def spike_widths(self) -> tuple:
@@ -88,8 +93,9 @@ class NeuronPart:
         c = self.config
         # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, B_s,bound))
         B_s = parametrized_width(self.spike_width, c.spike_bound, "spike_width")
-        # Eq. 10: T = round(clip(That, 1, T_bound))
-        T = parametrized_width(self.time, c.time_bound, "time")
+        # Eq. 10: T = round(clip(That, 1, T_bound)); sequential mode: the fixed T (METHOD.md 14)
+        T = Tensor(np.array(c.time_steps, B_s.dtype)) if c.sequential else \
+            parametrized_width(self.time, c.time_bound, "time")
         if not c.temporal_wise:  # shared over time: one value broadcast to every step
             B_s = B_s * np.ones(c.time_bound, dtype=B_s.dtype)
         return B_s, T
@@ -97,15 +103,22 @@ class NeuronPart:
     def spike_width_values(self) -> tuple:
         """Integer ([B_s^t for the T steps in use], T) now, without the tape."""
         c = self.config
-        T = int(width_value(self.time, c.time_bound))
+        T = self._steps()
         bs = np.broadcast_to(width_value(self.spike_width, c.spike_bound), (c.time_bound,))
         return [int(b) for b in bs[:T]], T
 
-    def thresholds(self):
+    def _steps(self) -> int:
+        """T now: the rounded That (Eq. 10), or the fixed T of sequential mode (METHOD.md 14)."""
         c = self.config
+        return int(c.time_steps) if c.sequential else int(width_value(self.time, c.time_bound))
+
+    def thresholds(self, param=None):
+        """V_th^t for t = 1..T_bound (or ``param``'s values, e.g. the amplitudes alpha^t of Eq. 3-5)."""
+        c = self.config
+        p = self.threshold if param is None else param
         if c.temporal_wise:
-            return self.threshold
-        return self.threshold * np.ones(c.time_bound, dtype=self.threshold.dtype)
+            return p
+        return p * np.ones(c.time_bound, dtype=p.dtype)
 
     # -- section 11: LSQ initialisation of the thresholds -----------------------------
     def _init_thresholds(self, x: np.ndarray) -> None:
@@ -113,12 +126,14 @@ class NeuronPart:
         bs = width_value(self.spike_width, c.spike_bound)
         # section 11: V_th^t = 2 mean|a| / sqrt(q_max)
         self.threshold.data[...] = [lsq_init(x, spike_grid(b, c.domain)[1]) for b in bs]
+        if c.neuron == "prior":  # Eq. 3-5: alpha^t starts equal to V_th^t (the refined neuron's amplitude)
+            self.amplitude.data[...] = self.threshold.data
 
     # -- Alg. 1: observers, before quantizing -------------------------------------------
     def _renew_spike_steps(self, x: np.ndarray) -> None:
         c = self.config
         bs = width_value(self.spike_width, c.spike_bound)
-        T = int(width_value(self.time, c.time_bound))
+        T = self._steps()
         steps = range(len(bs)) if c.temporal_wise else range(1)
         for t in steps:
             if t >= T:
@@ -129,9 +144,15 @@ class NeuronPart:
             # the data X of this quantizer: the membrane potential v^t under the current thresholds
             v_th = self.thresholds().data if not c.temporal_wise else self.threshold.data
             bits_all = np.broadcast_to(bs, (c.time_bound,)).astype(np.int64)
-            v = membrane_potentials(x, np.ascontiguousarray(v_th), np.ascontiguousarray(bits_all), t + 1,
-                                    domain=c.domain, rounding=c.rounding, tau=c.tau, convention=c.convention,
-                                    impl=c.impl)
+            if c.sequential:  # METHOD.md 14: the observer of step t watches v^t of the current I^1..I^t
+                alpha = self.thresholds(self.amplitude).data if c.neuron == "prior" else None
+                v = sequential_membrane(x[: t + 1], np.ascontiguousarray(v_th), bits_all, domain=c.domain,
+                                        rounding=c.rounding, tau=c.tau, convention=c.convention, impl=c.impl,
+                                        alpha=None if alpha is None else np.ascontiguousarray(alpha))
+            else:
+                v = membrane_potentials(x, np.ascontiguousarray(v_th), np.ascontiguousarray(bits_all), t + 1,
+                                        domain=c.domain, rounding=c.rounding, tau=c.tau, convention=c.convention,
+                                        impl=c.impl)
             q_min, q_max = spike_grid(B, c.domain)
             res = R.observe(v[t], B, int(self.obs_s_bold[t]), float(self.obs_s_vrmin[t]), float(self.obs_s_vrmax[t]),
                             q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=(c.domain == "bidirectional"),
@@ -145,6 +166,11 @@ class NeuronPart:
     def _fire(self, x, B_s, T):
         """Eq. 12-15: the neuron over T steps and the temporal squeeze (through the hook point ``squeezed``)."""
         c = self.config
+        if c.sequential:
+            # METHOD.md 14: Eq. 13-15 per step with I^t, no squeeze: Shat^t = V_th^t S^t (Eq. 3-5: alpha^t S^t)
+            alpha = self.thresholds(self.amplitude) if c.neuron == "prior" else None
+            return self.squeezed(sequential_neuron(x, self.thresholds(), B_s, domain=c.domain, rounding=c.rounding,
+                                                   tau=c.tau, convention=c.convention, impl=c.impl, alpha=alpha))
         return self.squeezed(spiking_neuron(x, self.thresholds(), B_s, T, domain=c.domain, rounding=c.rounding,
                                             tau=c.tau, convention=c.convention, impl=c.impl))
 
@@ -169,6 +195,9 @@ class SpikingNeuron(NeuronPart, Module):
             raise ValueError(f"SpikingNeuron: config must be a SpikingConfig, got {type(c).__name__}")
         if not c.input_neuron:
             raise ValueError("SpikingNeuron: config.input_neuron must be True (the layer is a neuron)")
+        if c.sequential:
+            raise ValueError("SpikingNeuron: temporal_mode='sequential' is not supported by the neuron-only layer yet "
+                             "(the sequential spiking layers are SpikingConv2d / SpikingLinear)")
         dtype = check_float_dtype(dtype)
         self._build_neuron_params(c, dtype, time)
         self.register_buffer("initialized", np.array(False))

@@ -17,7 +17,12 @@ Parameters of one layer and their kinds (for per-kind learning rates):
     weight_width  "weight_width"  Bhat_w (0-d)
     threshold     "threshold"     V_th^t, (T_bound,) temporal-wise or (1,) shared over time
     spike_width   "spike_width"   Bhat_s^t, (T_bound,) or (1,)
-    time          "time"          That (0-d)
+    time          "time"          That (0-d); squeeze mode only (sequential mode: T = time_steps, fixed)
+    amplitude     "threshold"     alpha^t of the prior neuron (``neuron="prior"``, Eq. 3-5) only
+
+Sequential mode (``temporal_mode="sequential"``, METHOD.md 14): the layer takes a current per step,
+``(T, N, C, H, W)`` / ``(T, N, F)`` (or flattened to ``(T*N, ...)``), runs the neuron step by step
+without squeezing (``sequential_neuron``) and the weight op once over ``T*N``.
 
 A width that is not learnable is a Parameter with ``requires_grad=False``.
 
@@ -48,6 +53,14 @@ from .module import Module, Parameter
 from .neurons import NeuronPart, check_input, lsq_init
 
 
+#: "squeeze": the same current at every step, output squeezed (Eq. 12); "sequential": a current per
+#: step, no squeeze, T fixed (METHOD.md 14).
+TEMPORAL_MODES = ("squeeze", "sequential")
+#: "refined": threshold = amplitude (Eq. 12-15); "prior": the prior multi-bit neuron of Eq. 3-5 with its own
+#: learnable amplitude alpha^t (reset by alpha S), the baseline of the Table 4 ablation.
+NEURONS = ("refined", "prior")
+
+
 @dataclass(frozen=True)
 class SpikingConfig:
     """Every per-layer option of the method (defaults: the paper's CIFAR settings)."""
@@ -71,6 +84,8 @@ class SpikingConfig:
     convention: Convention = "paper"  # "paper", "official" or a Convention (METHOD.md section 10); held resolved
     input_neuron: bool = True       # False: no neuron, the layer sees the analog input (a plain stem)
     impl: str = "numba"             # kernels: "numba" or "numpy"
+    temporal_mode: str = "squeeze"  # "squeeze" (Eq. 12) or "sequential" (METHOD.md 14: T = time_steps fixed)
+    neuron: str = "refined"         # "refined" (Eq. 12-15) or "prior" (Eq. 3-5: amplitude alpha^t, sequential, floor)
 
     def __post_init__(self):
         wb = check_bound(self.weight_bound, "weight_bound")
@@ -100,6 +115,29 @@ class SpikingConfig:
         object.__setattr__(self, "convention", get_convention(self.convention))
         if self.impl not in ("numba", "numpy"):
             raise ValueError(f"SpikingConfig: impl must be 'numba' or 'numpy', got {self.impl!r}")
+        self._check_temporal(tb)
+
+    def _check_temporal(self, tb: int) -> None:
+        if self.temporal_mode not in TEMPORAL_MODES:
+            raise ValueError(f"SpikingConfig: temporal_mode must be one of {TEMPORAL_MODES}, got {self.temporal_mode!r}")
+        if self.neuron not in NEURONS:
+            raise ValueError(f"SpikingConfig: neuron must be one of {NEURONS}, got {self.neuron!r}")
+        if self.neuron == "prior" and not (self.sequential and self.rounding == "floor"):
+            raise ValueError("SpikingConfig: the prior multi-bit neuron (Eq. 3-5) runs in temporal_mode='sequential' "
+                             f"with rounding='floor' (METHOD.md 14), got {self.temporal_mode!r}, {self.rounding!r}")
+        if self.sequential and not (float(self.time_steps).is_integer() and 1 <= self.time_steps <= tb):
+            raise ValueError(f"SpikingConfig: in sequential mode time_steps is the fixed T, an integer in "
+                             f"[1, time_bound={tb}], got {self.time_steps!r}")
+
+    @property
+    def sequential(self) -> bool:
+        """METHOD.md 14: a current per step, no squeeze, T = time_steps fixed (not learnable)."""
+        return self.temporal_mode == "sequential"
+
+    @property
+    def learns_time(self) -> bool:
+        """True when the layer has a learnable temporal length That (squeeze mode only)."""
+        return self.input_neuron and self.learn_time and not self.sequential
 
     @classmethod
     def field_names(cls) -> tuple:
@@ -171,7 +209,7 @@ class _SpikingLayer(NeuronPart, Module):
     def has_learnable_width(self) -> bool:
         """Some width of the layer is learnable (B_w, or with an input neuron B_s^t or T): METHOD.md section 7."""
         c = self.config
-        return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
+        return c.learn_weight_bits or (c.input_neuron and c.learn_spike_bits) or c.learns_time
 
     def layer_widths(self) -> LayerWidths:
         """The tape widths with the element counts, as the regulating loss reads them (Eq. 9-11, Eq. 21)."""
@@ -182,8 +220,10 @@ class _SpikingLayer(NeuronPart, Module):
         n_w, n_f = int(self.weight.size), int(np.prod(self.in_shape))
         if not self.config.input_neuron:
             return LayerWidths(B_w=B_w, B_s=None, T=None, n_w=n_w, n_f=n_f, spiking=False)
-        # the spike widths of the T_l steps in use
-        return LayerWidths(B_w=B_w, B_s=B_s[:int(T.data)], T=T, n_w=n_w, n_f=n_f, spiking=True)
+        # the spike widths of the T_l steps in use; a fixed T (sequential mode, METHOD.md 14) as a plain number
+        n_steps = int(T.data)
+        return LayerWidths(B_w=B_w, B_s=B_s[:n_steps], T=n_steps if self.config.sequential else T, n_w=n_w,
+                           n_f=n_f, spiking=True)
 
     # -- section 11: LSQ initialisation at the first training batch ------------------
     def _initialize(self, x: np.ndarray) -> None:
@@ -225,12 +265,28 @@ class _SpikingLayer(NeuronPart, Module):
     def _weight_op(self, y, wq):  # pragma: no cover - defined by the subclasses
         raise TypeError(f"{type(self).__name__} must define _weight_op")
 
+    def _time_major(self, x):
+        """Sequential mode: ``x`` as (T, N, ...) and whether it came flattened as (T*N, ...) (METHOD.md 14)."""
+        T, d = int(self.config.time_steps), self.sample_ndim
+        shape = x.shape
+        if len(shape) == d + 2 and shape[0] == T:
+            return x, False
+        if len(shape) == d + 1 and shape[0] % T == 0:
+            return F.reshape(x, shape=(T, shape[0] // T) + tuple(shape[1:])), True
+        raise ValueError(f"{type(self).__name__} (sequential, T = {T}): input must have shape (T, N, ...) with "
+                         f"{d} per-sample dims, or (T*N, ...), got {tuple(shape)}")
+
     def forward(self, x):
+        """Squeeze mode: ``x`` (N, ...) -> (N, ...) (Eq. 12-15, Eq. 6). Sequential mode (METHOD.md 14): ``x``
+        (T, N, ...) -> (T, N, ...), or the same flattened to (T*N, ...) as a model passes it between layers."""
         c = self.config
         xd = x.data if isinstance(x, Tensor) else np.asarray(x)
         if xd.dtype != self.weight.dtype:
             raise TypeError(f"{type(self).__name__}: input is {xd.dtype}, the layer is {self.weight.dtype}")
         check_input(xd, type(self).__name__)
+        if c.sequential:
+            x, flat = self._time_major(x)
+            xd = x.data if isinstance(x, Tensor) else np.asarray(x)
         self.renewal_events = []
         for p in (self.weight_width, getattr(self, "spike_width", None), getattr(self, "time", None)):
             if p is not None:
@@ -245,12 +301,18 @@ class _SpikingLayer(NeuronPart, Module):
                     self._renew_spike_steps(xd)
         B_w, B_s, T = self.widths()
         if c.input_neuron:
-            # Eq. 12-15: neuron over T steps and temporal squeezing
+            # Eq. 12-15: neuron over T steps and temporal squeezing (sequential mode, METHOD.md 14: no squeeze)
             y = self._fire(x, B_s, T)
         else:
             y = x
         # Eq. 6: quantized weights
         wq = quantize_weight(self.weight, self.weight_step, B_w, convention=c.convention, impl=c.impl)
+        if c.sequential:
+            # METHOD.md 14: the weight op runs on every step, one batched call over T*N
+            Tn, N = xd.shape[:2]
+            z = self._weight_op(F.reshape(y, shape=(Tn * N,) + tuple(xd.shape[2:])), wq)
+            self.in_shape, self.out_shape = tuple(xd.shape[2:]), tuple(z.shape[1:])
+            return z if flat else F.reshape(z, shape=(Tn, N) + tuple(z.shape[1:]))
         z = self._weight_op(y, wq)
         self.in_shape, self.out_shape = tuple(xd.shape[1:]), tuple(z.shape[1:])
         return z
@@ -268,12 +330,13 @@ class _SpikingLayer(NeuronPart, Module):
         spiking = self.config.input_neuron
         return LayerCost(name=name, kind=self.kind, macs=self.macs(), n_w=int(self.weight.size),
                          n_f=int(np.prod(self.in_shape)), B_w=B_w, B_s=B_s if spiking else [], T=T if spiking else 1,
-                         spiking=spiking)
+                         spiking=spiking, sequential=self.config.sequential)
 
 
 class SpikingConv2d(_SpikingLayer):
     """Neuron + squeeze + quantized-weight 2-D convolution (METHOD.md 5.1, Eq. 6, Eq. 12-15)."""
     kind = "conv"
+    sample_ndim = 3  # (C, H, W)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
                  config: SpikingConfig | None = None, rng=None, dtype=DEFAULT_DTYPE):
@@ -306,6 +369,7 @@ class SpikingConv2d(_SpikingLayer):
 class SpikingLinear(_SpikingLayer):
     """Neuron + squeeze + quantized-weight linear layer."""
     kind = "linear"
+    sample_ndim = 1  # (F,)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, config: SpikingConfig | None = None,
                  rng=None, dtype=DEFAULT_DTYPE):
