@@ -127,7 +127,7 @@ def test_config_unknown_name_lists_the_bundled_ones(capsys, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--config", "nosuch", "--check"]) == 2
     err = capsys.readouterr().err
-    assert "'nosuch' does not exist" in err and "demo, resnet20_cifar10" in err and "sew_resnet34_imagenet" in err
+    assert "'nosuch' does not exist" in err and "demo, demo_events" in err and "resnet20_cifar10," in err and "sew_resnet34_imagenet" in err
     assert main(["train", "--config", str(tmp_path / "sub" / "demo"), "--check"]) == 2  # a path, not a name
 
 
