@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..method.conventions import get_convention
+from ..method.conventions import ROWS, get_convention
 
 SCHEMA = "refsnn-golden/1"
 MANIFEST = "manifest.json"
@@ -137,10 +137,9 @@ def _no_constant(name):
 
 
 def convention_flags(convention) -> dict:
-    """The five switches of a convention as written into ``manifest.json`` (docs/golden.md 3)."""
+    """The switches C1-C11 of a convention as written into ``manifest.json`` (docs/golden.md 3)."""
     c = get_convention(convention)
-    return {"C1_bit_grad_lsq": c.bit_grad_lsq, "C2_one_bit_factor": c.one_bit_factor, "C3_bptt": c.bptt,
-            "C4_reset_decay": c.reset_decay, "C5_renewal_formula": c.renewal_formula}
+    return {f"{row}_{field}": getattr(c, field) for row, field in ROWS}
 
 
 def _tolerance_error(tol):

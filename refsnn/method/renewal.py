@@ -182,3 +182,20 @@ def should_switch_off(epochs_done: int, min_epochs: int, current: float, initial
     if epochs_done < min_epochs:
         return False
     return abs(current - target) < SWITCH_OFF_FRACTION * abs(initial - target)
+
+
+def should_switch_off_release(epochs_done: int, min_epochs: int, current: float, initial: float,
+                              target: float) -> bool:
+    """The authors' release's switching-off rule for one kind (its training script, adaptive mode).
+
+    Signed: off once ``round(current, 3) - target < 0.24 (initial - target)`` after at least
+    ``min_epochs`` finished epochs; ``initial`` is the configured initial width (not a model
+    average).  When ``initial == target`` the threshold is 0 and renewal goes off after the
+    first epoch whatever ``min_epochs`` says.
+    """
+    threshold = (initial - target) * SWITCH_OFF_FRACTION
+    if threshold == 0:
+        return True
+    if epochs_done < min_epochs:
+        return False
+    return round(current, 3) - target < threshold
