@@ -224,3 +224,24 @@ def test_C11_in_the_layers_and_the_regulating_loss():
     assert float(a["W"]) == 1.0 and float(b["W"]) == 2.0
     # a positive Bhat: nothing changes
     assert changed(regulate_run(PAPER, 2.4), regulate_run(c11, 2.4)) == set()
+
+
+def spike_layer_run(convention, width_after):
+    cfg = SpikingConfig(convention=convention, renewal="spike", renewal_K=30, domain="bidirectional",
+                        spike_bits=3.0, temporal_wise=False)
+    layer = SpikingLinear(12, 5, config=cfg, rng=0, dtype=np.float64)
+    x = np.random.default_rng(3).standard_normal((4, 12))
+    layer.train()
+    layer(tensor(x))
+    layer.spike_width.data[...] = width_after
+    layer(tensor(x))
+    return {"threshold": layer.threshold.data.copy(), "obs_s_vrmin": layer.obs_s_vrmin.copy(),
+            "obs_s_vrmax": layer.obs_s_vrmax.copy(), "weight_step": layer.weight_step.data.copy()}
+
+
+def test_C9_in_a_bidirectional_spike_observer():
+    c9 = flip_row(PAPER, "C9")
+    a, b = spike_layer_run(PAPER, 1.0), spike_layer_run(c9, 1.0)
+    assert changed(a, b) == {"threshold", "obs_s_vrmin", "obs_s_vrmax"}
+    # a drop to 2 bits (ternary grid): C9 does not act
+    assert changed(spike_layer_run(PAPER, 2.0), spike_layer_run(c9, 2.0)) == set()
