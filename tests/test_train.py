@@ -214,7 +214,7 @@ def test_release_preset():
     from refsnn.config import bundled_config, load_config
     cfg = load_config(bundled_config("release_cifar10"))
     spk = cfg.spiking_config()
-    assert (spk.convention, spk.renewal, spk.renewal_K, spk.renewal_p) == ("official", "both", 50, 2.4)
+    assert (spk.convention.name, spk.renewal, spk.renewal_K, spk.renewal_p) == ("official", "both", 50, 2.4)
     assert (spk.weight_bits, spk.spike_bits, spk.time_steps, spk.weight_bound, spk.time_bound) == (4, 4, 2, 6, 3)
     assert (cfg.renewal.rule, cfg.renewal.min_epochs, cfg.regulate.count_time_only) == ("release", 15, False)
     assert (cfg.regulate.W, cfg.regulate.S, cfg.regulate.T) == (3, 4, 1)
