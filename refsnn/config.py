@@ -153,6 +153,7 @@ class RegulateConfig:
     lam_w: float = 4e-2
     lam_s: float = 4e-2
     lam_T: float = 1e-2
+    count_time_only: bool = True     # false: a layer whose only learnable width is T stays out (the release)
 
     def validate(self, section: str = "regulate") -> None:
         for key in ("W", "S", "T"):
@@ -173,10 +174,15 @@ class RenewalConfig:
     p: float = 2.4                   # Alg. 2 score power
     min_epochs: int = 14             # renewal stays on at least this many epochs
     switch_off: bool = True          # apply the 24 % rule after min_epochs
+    rule: str = "paper"              # "paper": |avg - target| < 0.24 |initial avg - target|; "release": signed,
+    #                                  initial = the configured width, avg rounded to 3 decimals, off after the
+    #                                  first epoch when initial == target (refsnn.method.renewal)
 
     def validate(self, section: str = "renewal") -> None:
         if self.mode not in ("none", "spike", "weight", "both"):
             _fail(section, "mode", self.mode, "allowed: 'none', 'spike', 'weight', 'both'")
+        if self.rule not in ("paper", "release"):
+            _fail(section, "rule", self.rule, "allowed: 'paper', 'release'")
         if self.K < 1:
             _fail(section, "K", self.K, "must be an integer >= 1")
         if not (math.isfinite(self.p) and self.p > 0):

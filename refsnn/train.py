@@ -35,8 +35,8 @@ from .checkpoint import load_checkpoint, restore, run_config, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import DataLoader, Dataset, get_dataset
 from .errors import RefsnnError, RunInterrupted, TrainingDiverged, is_interrupt
-from .method.regulate import Penalties, Targets, regulating_loss
-from .method.renewal import should_switch_off
+from .method.regulate import Penalties, Targets, counted, model_averages, regulating_loss
+from .method.renewal import should_switch_off, should_switch_off_release
 from .nn import spiking_layers
 from .optim import OPTIMIZERS, ConstantSchedule, CosineSchedule, param_groups
 from .report import Progress, final_table, format_banner, format_epoch, write_history
@@ -149,7 +149,7 @@ class Trainer:
         self.schedule = build_schedule(cfg, self.optimizer, len(self.loader))
         self.targets = Targets(cfg.regulate.W, cfg.regulate.S, cfg.regulate.T)
         self.penalties = Penalties(cfg.regulate.lam_w, cfg.regulate.lam_s, cfg.regulate.lam_T)
-        self.regulate = cfg.regulate.enabled and any(l.has_learnable_width for _, l in self.layers)
+        self.regulate = cfg.regulate.enabled and any(counted(l, cfg.regulate.count_time_only) for _, l in self.layers)
         self.epoch = 0                 # epochs completed
         self.history: list = []        # one record per completed epoch
         self.progress = Progress(progress or cfg.progress, stream)
@@ -205,7 +205,8 @@ class Trainer:
         ce = F.cross_entropy(logits, yb)
         loss, reg_value, avg = ce, 0.0, None
         if self.regulate:
-            reg, avg = regulating_loss([l for _, l in self.layers], self.targets, self.penalties)
+            reg, avg = regulating_loss([l for _, l in self.layers], self.targets, self.penalties,
+                                       self.config.regulate.count_time_only)
             loss = ce + reg
             reg_value = float(reg.data)
         if not np.isfinite(loss.data).all():
@@ -243,16 +244,30 @@ class Trainer:
 
     def apply_switch_off(self, cost) -> list:
         """METHOD.md section 9: per kind, switch renewal off for good once, after ``min_epochs`` epochs,
-        |average - target| < 0.24 |initial average - target| (weight: W, spike: S).  Returns the kinds switched off."""
+        |average - target| < 0.24 |initial average - target| (weight: W, spike: S); ``[renewal] rule = "release"``:
+        the authors' signed variant (``refsnn.method.renewal.should_switch_off_release``).  Returns the kinds
+        switched off."""
         r = self.config.renewal
         switched = []
         if not r.switch_off:
             return switched
+        if r.rule == "release":
+            # the release watches the averages of the regulated layers, its initial value is the configured width
+            with no_grad():
+                avg = model_averages([l for _, l in self.layers], self.config.regulate.count_time_only)
+            current = {k: float(v.data) for k, v in avg.items() if v is not None}
+            spk = self.config.spiking_config()
+            initial = {"W": float(spk.weight_bits), "S": float(spk.spike_bits)}
         for kind, key, buffer in RENEWAL_KINDS:
             if not self.renewal_on(buffer):
                 continue
-            if should_switch_off(self.epoch, r.min_epochs, getattr(cost, key), self.initial[key],
-                                 getattr(self.targets, key)):
+            if r.rule == "release":
+                off = should_switch_off_release(self.epoch, r.min_epochs, current[key], initial[key],
+                                                getattr(self.targets, key))
+            else:
+                off = should_switch_off(self.epoch, r.min_epochs, getattr(cost, key), self.initial[key],
+                                        getattr(self.targets, key))
+            if off:
                 for _, layer in self.layers:
                     getattr(layer, buffer)[...] = False
                 switched.append(kind)

@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 
 from refsnn.golden import GoldenError, check_golden, main, write_golden
+from refsnn.golden.cases_release import NAMES as RELEASE_NAMES
+from refsnn.golden.runner import REVISION
 from refsnn.golden.store import SCHEMA, json_text, npz_bytes, read_npz, sha256_file
 
 GOLDEN = Path(__file__).parent / "golden"
 SETS = ("paper-float64", "paper-float32", "official-float64", "official-float32")
-CROWS = ("C1", "C2", "C3", "C4", "C5")
+CROWS = tuple(f"C{i}" for i in range(1, 12))
 
 
 def manifest(name):
@@ -55,23 +57,24 @@ def run(argv):
 def test_tracked_set_has_every_case_of_issue_5():
     for name in SETS:
         man = manifest(name)
-        assert man["schema"] == SCHEMA
+        assert man["schema"] == SCHEMA and man["revision"] == REVISION
         conv, dt = name.split("-")
         assert (man["convention"], man["dtype"]) == (conv, dt)
         kinds = [c["kind"] for c in man["cases"]]
         names = [c["name"] for c in man["cases"]]
-        assert kinds.count("weight_quant") == 12
+        assert kinds.count("weight_quant") == 12 + 3        # + revision 2 (C6, C7)
         assert sum(n.startswith("neuron_pos_") for n in names) == 3 * 3 * 2 * 2 * 2
         assert sum(n.startswith("neuron_bidir_") for n in names) == 3 * 2
         assert kinds.count("spiking_layer") == 2 and kinds.count("regulate") == 1
-        assert kinds.count("grid_search") == 2 and kinds.count("observer") == 2
+        assert kinds.count("grid_search") == 2 + 1 and kinds.count("observer") == 2 + 2   # + revision 2
+        assert set(RELEASE_NAMES) <= set(names)
         assert {c["params"]["model"] for c in man["cases"] if c["kind"] == "cost"} == \
             {"resnet20", "resnet18", "sew_resnet34", "tiny_resnet"}
         # issue 13 adds ssa_block and train_step_tiny_spikformer (present once the tracked set is regenerated)
         assert kinds.count("train_step") == 1 + ("train_step_tiny_spikformer" in names)
         assert kinds.count("ssa") == ("ssa_block" in names)
         for c in man["cases"]:
-            pattern = r"(Eq\. \d+|App\. A\.\d+|Alg\. (A\.)?\d+|METHOD\.md [\d.]+|C[1-5])"
+            pattern = r"(Eq\. \d+|App\. A\.\d+|Alg\. (A\.)?\d+|METHOD\.md [\d.]+|C([1-9]|1[01]))"
             assert c["equations"] and all(re.fullmatch(pattern, e) for e in c["equations"]), c["equations"]
             assert c["params"]["convention"] == conv
             tol = c["tolerance"]
@@ -136,7 +139,7 @@ def test_inputs_are_float32_exact_and_shared_by_all_sets():
 
 # -------------------------------------------------------------------------------------------- conventions
 def test_a_case_differs_between_conventions_only_where_method_md_says():
-    """METHOD.md section 10: every difference is one of the rows C1-C5 the case lists; inputs never differ."""
+    """METHOD.md section 10: every difference is one of the rows C1-C11 the case lists; inputs never differ."""
     paper, official = manifest("paper-float64"), manifest("official-float64")
     assert [c["name"] for c in paper["cases"]] == [c["name"] for c in official["cases"]]
     n_diff = 0
@@ -173,7 +176,7 @@ def test_C1_C2_bit_gradients_scaled_by_g_and_the_one_bit_factor():
         name = f"weight_quant_B{B}_layer"
         a, b = load("paper-float64", name), load("official-float64", name)
         for k in a:
-            if k != "grad.width_param":
+            if k not in ("grad.width_param", "grad.step"):   # grad.step: C6, a (4, 2, 3, 3) kernel (revision 2)
                 np.testing.assert_array_equal(a[k], b[k], err_msg=k)
         np.testing.assert_allclose(a["grad.width_param"], _g(72, q_max) * F * b["grad.width_param"], rtol=1e-12)
 
@@ -198,25 +201,68 @@ def test_C3_C4_membrane():
 
 def test_C5_renewed_step():
     a, b = load("paper-float64", "renewal_observer_weight"), load("official-float64", "renewal_observer_weight")
-    for k in ("output.fired", "output.v_rmin", "output.v_rmax", "output.b_old"):
+    for k in ("output.fired", "output.b_old"):
         np.testing.assert_array_equal(a[k], b[k])
     fired = a["output.fired"] == 1
+    span = (a["output.q_max"] - a["output.q_min"]).astype(float)
+    # paper: the first renewal sees non-negative X (lo = 0), a later one mixed-sign X: an asymmetric range, on
+    # which Eq. 25 as the paper writes it, (V_rmax - V_rmin) / (q_max - q_min), and the official form differ
     asym = fired & (-a["output.v_rmin"] != a["output.v_rmax"]) & (a["output.v_rmin"] < 0)
     assert asym.any()
-    # paper: (V_rmax - V_rmin) / (q_max - q_min); official, symmetric data: max(|V_rmin|, V_rmax) / ((q_max - q_min)/2)
-    span = (a["output.q_max"] - a["output.q_min"]).astype(float)
-    np.testing.assert_allclose(a["output.step"][asym], ((a["output.v_rmax"] - a["output.v_rmin"]) / span)[asym])
-    np.testing.assert_allclose(b["output.step"][asym],
-                               (np.maximum(-a["output.v_rmin"], a["output.v_rmax"]) / (span / 2))[asym])
-    assert not np.allclose(a["output.step"][asym], b["output.step"][asym])
+    np.testing.assert_allclose(a["output.step"][fired], ((a["output.v_rmax"] - a["output.v_rmin"]) / span)[fired])
+    official_form = np.maximum(-a["output.v_rmin"], a["output.v_rmax"]) / (span / 2)
+    assert not np.allclose(a["output.step"][asym], official_form[asym])
+    # official (C8, revision 2): lo = -hi always, so the range is symmetric and C5's two forms agree
+    np.testing.assert_array_equal(b["output.v_rmin"][fired], -b["output.v_rmax"][fired])
+    np.testing.assert_allclose(b["output.step"][fired], (b["output.v_rmax"] / (span / 2))[fired], rtol=1e-15)
+    np.testing.assert_allclose(b["output.step"][fired],
+                               ((b["output.v_rmax"] - b["output.v_rmin"]) / span)[fired], rtol=1e-15)
     # the spike observer's range always contains 0 (lo = 0): the two formulas agree there
     a, b = load("paper-float64", "renewal_observer_spike"), load("official-float64", "renewal_observer_spike")
     np.testing.assert_allclose(a["output.step"], b["output.step"], rtol=1e-15)
 
 
+def test_revision_2_cases_differ_between_conventions_by_their_rows(tmp_path):
+    """The C6-C10 cases of revision 2 (written fresh: they hold whatever refsnn computes now)."""
+    write_golden(tmp_path, ["paper", "official"], ["float64"], patterns=list(RELEASE_NAMES), out=io.StringIO())
+    rd = lambda conv, name: read_npz(tmp_path / f"{conv}-float64" / f"{name}.npz")   # noqa: E731
+    man = json.loads((tmp_path / "official-float64" / "manifest.json").read_text())
+    assert man["revision"] == REVISION and man["convention_flags"]["C10_conv_weight_rescale"] is True
+    eqs = {c["name"]: c["equations"] for c in man["cases"]}
+    expect = {"weight_quant_conv_B2_layer": {"grad.step"}, "weight_quant_conv_B4_channel": {"grad.step"},
+              "weight_quant_linear_B3_channel": {"grad.step"},
+              "renewal_grid_symmetric_B1": {"output.v_min", "output.v_max", "output.score", "output.scores"},
+              "renewal_observer_weight_positive": {"output.step", "output.v_rmin", "output.v_rmax"},
+              "renewal_observer_conv_weight": {"output.step", "output.v_rmin", "output.v_rmax"}}
+    for name, keys in expect.items():
+        a, b = rd("paper", name), rd("official", name)
+        # the grad.width_param difference is C1 (and C2), present in every weight_quant case
+        assert {k for k in a if not np.array_equal(a[k], b[k])} - {"grad.width_param"} == keys, name
+        assert any(r in eqs[name] for r in ("C6", "C7", "C8", "C9", "C10")), name
+    # C6 layer-wise: ratio sqrt(C_in k^2 / (C_out q_max)) = sqrt(36 / 8) at B = 2
+    a, b = rd("paper", "weight_quant_conv_B2_layer"), rd("official", "weight_quant_conv_B2_layer")
+    np.testing.assert_allclose(b["grad.step"] / a["grad.step"], math.sqrt(36 / 8), rtol=1e-12)
+    # C6 + C7 per channel: 1 / (C_out q_max) against 1 / sqrt(M_c q_max), q_max = 7 at B = 4
+    a, b = rd("paper", "weight_quant_conv_B4_channel"), rd("official", "weight_quant_conv_B4_channel")
+    np.testing.assert_allclose(b["grad.step"] / a["grad.step"], math.sqrt(36 * 7) / (8 * 7), rtol=1e-12)
+    # C7 alone on a linear weight: sqrt(1 / C_out)
+    a, b = rd("paper", "weight_quant_linear_B3_channel"), rd("official", "weight_quant_linear_B3_channel")
+    np.testing.assert_allclose(b["grad.step"] / a["grad.step"], math.sqrt(1 / 10), rtol=1e-12)
+    # C8: lo = 0 (paper) vs lo = -hi (official) for non-negative weights
+    a, b = rd("paper", "renewal_observer_weight_positive"), rd("official", "renewal_observer_weight_positive")
+    assert (a["output.v_rmin"] == 0).all() and (b["output.v_rmin"] == -b["output.v_rmax"]).all()
+    # C10: the official conv observer keeps no running range and rescales the step by the grid spans
+    b = rd("official", "renewal_observer_conv_weight")
+    span = (b["output.q_max"] - b["output.q_min"]).astype(float)
+    assert np.isinf(b["output.v_rmax"]).all() and (b["output.fired"] == [1, 0, 1, 1, 1]).all()
+    np.testing.assert_allclose(b["output.step"][b["output.fired"] == 1],
+                               0.03 * span[[0, 2, 3, 4]] / 14, rtol=1e-15)
+
+
 # -------------------------------------------------------------------------------------------- writing
 SUBSET = ["weight_quant_B3_*", "neuron_bidir_B1_T2", "neuron_pos_B1_T2_floor_tau2_shared", "spiking_linear",
-          "renewal_*", "regulating_loss_tiny_resnet"]
+          "renewal_grid_positive", "renewal_grid_symmetric", "renewal_observer_spike", "renewal_observer_weight",
+          "regulating_loss_tiny_resnet"]
 
 
 def test_writing_twice_is_byte_identical(tmp_path):

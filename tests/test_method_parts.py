@@ -117,6 +117,21 @@ def test_switching_off_rule():
     assert R.should_switch_off(14, 14, current=2.47, initial=4.0, target=2.0)
 
 
+def test_release_switching_off_rule():
+    # signed, threshold 0.24 (init - target); the average rounded to 3 decimals first
+    assert not R.should_switch_off_release(14, 15, 2.0, 4.0, 2.0)                # too early
+    assert R.should_switch_off_release(15, 15, 2.4794, 4.0, 2.0)                  # rounds to 2.479: below 0.48
+    assert not R.should_switch_off_release(15, 15, 2.4796, 4.0, 2.0)              # rounds to 2.48: not below
+    assert R.should_switch_off(15, 15, 2.4796, 4.0, 2.0)                          # (the paper's does not round)
+    assert R.should_switch_off_release(15, 15, 0.5, 4.0, 2.0)                     # far below the target: signed
+    assert not R.should_switch_off(15, 15, 0.5, 4.0, 2.0)                         # (the paper's is absolute)
+    # growing widths (init < target): the signed test fires while W is still 0.48 or more BELOW the target
+    assert R.should_switch_off_release(15, 15, 2.0, 2.0, 4.0)
+    assert not R.should_switch_off_release(15, 15, 3.9, 2.0, 4.0)
+    assert R.should_switch_off(15, 15, 3.9, 2.0, 4.0) and not R.should_switch_off(15, 15, 2.0, 2.0, 4.0)
+    assert R.should_switch_off_release(0, 15, 9.0, 4.0, 4.0)                      # init == target: at once
+
+
 def test_renewal_mode_validation():
     with pytest.raises(ValueError, match="renewal mode must be one of"):
         R.check_renewal_mode("sometimes")

@@ -200,7 +200,7 @@ def test_bad_layer_name_is_a_config_error(tmp_path):
 def test_bundled_configs_validate():
     from refsnn.config import bundled_config, load_config
     for name in ("demo", "resnet20_cifar10", "resnet20_cifar10_111", "resnet20_cifar10_341", "sew_resnet34_imagenet",
-                 "spikformer_cifar10", "spikformer_imagenet"):
+                 "spikformer_cifar10", "spikformer_imagenet", "release_cifar10"):
         cfg = load_config(bundled_config(name))
         assert cfg.epochs >= 1
     for name in ("sew_resnet34_imagenet", "spikformer_imagenet"):
@@ -208,3 +208,46 @@ def test_bundled_configs_validate():
             Trainer(load_config(bundled_config(name)))
     cfg = load_config(bundled_config("spikformer_cifar10"))
     assert (cfg.model.name, cfg.regulate.W, cfg.regulate.S, cfg.regulate.T) == ("spikformer_4_384", 2.0, 2.0, 1.0)
+
+
+def test_release_preset():
+    from refsnn.config import bundled_config, load_config
+    cfg = load_config(bundled_config("release_cifar10"))
+    spk = cfg.spiking_config()
+    assert (spk.convention.name, spk.renewal, spk.renewal_K, spk.renewal_p) == ("official", "both", 50, 2.4)
+    assert (spk.weight_bits, spk.spike_bits, spk.time_steps, spk.weight_bound, spk.time_bound) == (4, 4, 2, 6, 3)
+    assert (cfg.renewal.rule, cfg.renewal.min_epochs, cfg.regulate.count_time_only) == ("release", 15, False)
+    assert (cfg.regulate.W, cfg.regulate.S, cfg.regulate.T) == (3, 4, 1)
+    assert cfg.optim.schedule_unit == "epoch" and cfg.optim.lr["time"] == 1e-2
+    stem = cfg.method.layers["stem"]
+    assert (stem["weight_bits"], stem["spike_bits"], stem["learn_weight_bits"], stem["learn_spike_bits"],
+            stem["learn_time"]) == (8, 8, False, False, True)
+
+
+def test_release_switch_off_rule_and_time_only_layers(tmp_path):
+    # spike init 4 == target 4: off after the first epoch whatever min_epochs says; weight: signed rule
+    cfg = small_config(tmp_path, renewal={"mode": "both", "min_epochs": 3, "rule": "release"},
+                       regulate={"W": 2, "S": 4, "T": 1})
+    tr = Trainer(cfg)
+    tr.epoch = 1
+    assert tr.apply_switch_off(None) == ["spike"]
+
+    def set_w(value):
+        for _, l in tr.layers:
+            l.weight_width.data[...] = value
+    set_w(1.0)     # far below the target: |1 - 2| > 0.48, but 1 - 2 < 0.48 (signed), and min_epochs not reached
+    assert tr.apply_switch_off(None) == []
+    tr.epoch = 3
+    assert tr.apply_switch_off(None) == ["weight"]
+    assert not tr.renewal_on("renew_weight") and not tr.renewal_on("renew_spike")
+    # paper rule at the same point: the absolute distance 1 is not below 0.48
+    tr2 = Trainer(small_config(tmp_path / "2", renewal={"mode": "both", "min_epochs": 3}))
+    tr2.epoch = 3
+    assert tr2.apply_switch_off(_fake_cost(1.0, 4.0)) == []
+    # a layer whose only learnable width is T: counted by the paper, left out by the release
+    from refsnn.method.regulate import counted
+    layer = tr.layers[0][1]
+    layer.weight_width.requires_grad = layer.spike_width.requires_grad = False
+    layer.config = layer.config.replace(learn_weight_bits=False, learn_spike_bits=False, learn_time=True)
+    assert counted(layer) and not counted(layer, count_time_only=False)
+

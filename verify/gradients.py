@@ -41,7 +41,9 @@ evaluation point exactly what the STE treats as constant:
 
 The library's step gradients carry the LSQ scale ``g = 1 / sqrt(N q_max)``
 (and the width gradients ``g_B = g`` in the paper, ``1`` officially, C1) on top of
-the derivative, so the check is ``library = g * FD`` (resp. ``g_B * FD``).
+the derivative, so the check is ``library = g * FD`` (resp. ``g_B * FD``); officially
+``N = w.size`` for per-channel steps too (C7) and a convolution kernel's step carries
+``g (g M_c)``, ``M_c = w.size / C_out`` (C6).
 The scalar loss is ``L = sum_j r_j y_j`` with a fixed random ``r``; the
 gradients are read from the library's tape ops (``spiking_neuron``,
 ``quantize_weight``, default numba kernels; both kernels in full mode). Each
@@ -227,13 +229,16 @@ def weight_case(rng, B, per_channel, shape, convention, impl="numba"):
     sur = lambda w_=w, S_=S, B_=float(B): weight_surrogate(w_, S_, B_, rec, F)  # noqa: E731
     value_err = max(float(np.max(np.abs(rec["wq"] - wq))), float(np.max(np.abs(sur() - wq))))
     M = w.size // C if per_channel else w.size
-    g = 1.0 / math.sqrt(M * q)
+    # C7 (official): N = w.size in g even for per-channel steps
+    g = 1.0 / math.sqrt((w.size if conv.step_g_whole_tensor else M) * q)
     gBs = g if conv.bit_grad_lsq else 1.0
+    # C6 (official, conv kernels): the step gradient is g (g M_c) times the derivative, M_c = w.size / C_out
+    g_step = g * g * (w.size // C) if conv.conv_step_spread and w.ndim > 2 else g
     L = lambda **kw: float(np.sum(r * sur(**kw)))  # noqa: E731
     fd_w = fd_elementwise(lambda x: sur(w_=x), w, r)
     fd_S = fd_vector(lambda s: L(S_=s), S)
     fd_B = float(fd_vector(lambda b: L(B_=float(b)), np.array(float(B))))
-    out = {"weights": rel_err(gw, fd_w), "step": rel_err(gS, g * fd_S), "weight width": rel_err(gB, gBs * fd_B)}
+    out = {"weights": rel_err(gw, fd_w), "step": rel_err(gS, g_step * fd_S), "weight width": rel_err(gB, gBs * fd_B)}
     # the rounded forward is smooth in S_q on clipped weights: LSQ = true derivative there
     from refsnn.autograd.tensor import no_grad
     from refsnn.method import quantize_weight
@@ -248,7 +253,7 @@ def weight_case(rng, B, per_channel, shape, convention, impl="numba"):
             with no_grad():
                 return float(np.sum(r2 * quantize_weight(w, s, np.array(float(B)), convention=_lib_conv(convention),
                                                          impl=impl).data))
-        out["true step (clipped)"] = rel_err(gS2 / g, fd_vector(L2, S))
+        out["true step (clipped)"] = rel_err(gS2 / g_step, fd_vector(L2, S))
     return out, value_err
 
 
@@ -267,7 +272,7 @@ NEURON_ROWS = [
 ]
 WEIGHT_ROWS = [
     ("6.4 weights w", "weights", "w + S_q m inside (m frozen), S_q q_max / S_q q_min outside"),
-    ("6.4 step S_q (layer / per channel)", "step", "same surrogate in S_q; x g"),
+    ("6.4 step S_q (layer / per channel)", "step", "same surrogate in S_q; x g (official conv kernels: x g^2 M_c, C6)"),
     ("6.4 weight width B_w", "weight width", "q_max(B) = 2^{B-1} - 1 continuous (C2 at B = 1); x g_B"),
 ]
 

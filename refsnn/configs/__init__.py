@@ -7,6 +7,8 @@
     sew_resnet34_imagenet.toml   SEW-ResNet34 on ImageNet (documentation: validates, no ImageNet reader yet)
     spikformer_cifar10.toml      Spikformer-4-384 on CIFAR-10 (Table 5), 4/4/2 -> 2/2/1
     spikformer_imagenet.toml     Spikformer-8-512 on ImageNet (App. A.7; documentation, like the SEW file)
+    release_cifar10.toml         the authors' release as its launcher runs it: ResNet18, 4/4/2 -> 3/4/1,
+                                 convention "official", each setting with the release's file and line
 
 ``refsnn.config.bundled_config(name)`` gives the path of one; ``refsnn train --config PATH`` runs it.
 """

@@ -166,9 +166,9 @@ def weights(rng, shape, step, B, margin=MARGIN) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # grid search (Alg. 2)
 # ---------------------------------------------------------------------------------------------
-def grid_scores(X, q_min, q_max, K, p, symmetric=None) -> np.ndarray:
+def grid_scores(X, q_min, q_max, K, p, symmetric=None, one_bit_sign=False) -> np.ndarray:
     """The score of every candidate k = 1..K of Alg. 2, in the order and arithmetic of
-    ``refsnn.method.renewal.grid_search`` (float64)."""
+    ``refsnn.method.renewal.grid_search`` (float64); ``one_bit_sign``: row C9 (levels sgn(X/s))."""
     X = np.asarray(X, dtype=np.float64).ravel()
     R = float(X.max()) - float(X.min())
     if symmetric is None:
@@ -180,7 +180,10 @@ def grid_scores(X, q_min, q_max, K, p, symmetric=None) -> np.ndarray:
         hi = k * R / K
         lo = -hi if symmetric else 0.0
         s = (hi - lo) / (q_max - q_min)
-        Xq = s * np.clip(round_half_away(X / s), q_min, q_max)
+        if one_bit_sign:
+            Xq = s * np.where(X / s > 0, 1.0, -1.0)
+        else:
+            Xq = s * np.clip(round_half_away(X / s), q_min, q_max)
         scores[k - 1] = float(np.mean(np.abs(Xq - X) ** p))
     return scores
 
@@ -191,3 +194,18 @@ def grid_gap(scores) -> float:
     if s.size < 2 or not np.isfinite(s[0]):
         return np.inf
     return float((s[1] - s[0]) / s[0]) if s[0] > 0 else np.inf
+
+
+def grid_input(rng, shape, positive: bool, scale: float, score_sets) -> tuple:
+    """X ~ 0.7 scale N(0, 1) (|X| if ``positive``), float32-exact, whose grid search has a clear winner
+    (relative gap >= MARGIN_GRID) under every ``(q_min, q_max, K, p, symmetric, one_bit_sign)`` of
+    ``score_sets``; returns ``(X, smallest gap)``."""
+    for _ in range(1000):
+        X = f32(rng.standard_normal(shape) * 0.7 * scale)
+        if positive:
+            X = np.abs(X)
+        gap = min(grid_gap(grid_scores(X, *s[:5], one_bit_sign=s[5])) for s in score_sets)
+        if gap >= MARGIN_GRID:
+            return X, gap
+    raise RuntimeError("could not draw a grid-search input with a clear winner")  # pragma: no cover
+

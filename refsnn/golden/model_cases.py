@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..method.regulate import Penalties, Targets, model_averages, regulating_loss
+from ..method.regulate import Penalties, Targets, counted, model_averages, regulating_loss
 from ..nn import SpikingConfig, spiking_layers
 from . import draw as D
 from .cases import B_BOUND, T_BOUND, T_HAT, Case, i64

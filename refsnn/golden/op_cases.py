@@ -9,7 +9,7 @@ import numpy as np
 from ..autograd.tensor import Tensor, no_grad
 from ..method.neuron import ROUNDINGS, emitted_spikes, membrane_potentials, spike_grid, spiking_neuron
 from ..method.parametrize import parametrized_width, width_value
-from ..method.renewal import grid_search, observe
+from ..method.renewal import grid_search, observe, observe_weight
 from ..method.weight_quant import quantize_weight, weight_grid
 from ..nn import SpikingConfig, SpikingConv2d, SpikingLinear
 from . import draw as D
@@ -261,14 +261,7 @@ GRIDS = {
 
 
 def _draw_grid_X(rng, sign, n, q_min, q_max, K, p, symmetric):
-    for _ in range(1000):
-        X = D.f32(rng.standard_normal(n) * 0.7)
-        if sign == "positive":
-            X = np.abs(X)
-        gap = D.grid_gap(D.grid_scores(X, q_min, q_max, K, p, symmetric))
-        if gap >= D.MARGIN_GRID:
-            return X, gap
-    raise RuntimeError("could not draw a grid-search input with a clear winner")  # pragma: no cover
+    return D.grid_input(rng, n, sign == "positive", 1.0, [(q_min, q_max, K, p, symmetric, False)])
 
 
 def make_grids(seed) -> list:
@@ -290,8 +283,10 @@ def make_grids(seed) -> list:
 
 def compute_grid_search(p, a):
     X = a["input.X"]
-    lo, hi, score = grid_search(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"])
-    scores = D.grid_scores(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"])
+    # C9: a 1-bit quantizer's grid ("one_bit", revision 2) is scored with sgn under the official convention
+    sgn = bool(p.get("one_bit", False)) and p["convention"].one_bit_grid_sign
+    lo, hi, score = grid_search(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"], one_bit_sign=sgn)
+    scores = D.grid_scores(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"], one_bit_sign=sgn)
     return {"output.v_min": np.float64(lo), "output.v_max": np.float64(hi), "output.score": np.float64(score),
             "output.scores": scores}
 
@@ -342,12 +337,19 @@ def make_observers(seed) -> list:
 def compute_observer(p, a):
     formula = p["convention"].renewal_formula
     b_old, v_rmin, v_rmax = int(a["input.b_old0"]), float(a["input.v_rmin0"]), float(a["input.v_rmax0"])
+    step = float(a.get("input.step0", np.nan))   # the quantizer's step: read by row C10 only
     rows = {k: [] for k in ("fired", "step", "b_old", "v_rmin", "v_rmax", "q_min", "q_max")}
     for X, B in zip(a["input.X"], a["input.B"]):
         q_min, q_max = _grid_of(p["quantizer"], int(B))
-        r = observe(X, int(B), b_old, v_rmin, v_rmax, q_min, q_max, K=p["K"], p=p["p"], symmetric=p["symmetric"],
-                    formula=formula)
+        if p["quantizer"] == "weight":
+            # Alg. 1-2 for a weight quantizer; the convention picks the grid (C8, C9) or a rescaling (C10)
+            r = observe_weight(X, int(B), b_old, v_rmin, v_rmax, step, conv=bool(p.get("conv", False)),
+                               K=p["K"], p=p["p"], convention=p["convention"])
+        else:
+            r = observe(X, int(B), b_old, v_rmin, v_rmax, q_min, q_max, K=p["K"], p=p["p"],
+                        symmetric=p["symmetric"], formula=formula)
         b_old, v_rmin, v_rmax = r.b_old, r.v_rmin, r.v_rmax
+        step = r.step if r.fired else step
         for k, v in (("fired", int(r.fired)), ("step", r.step if r.fired else 0.0), ("b_old", b_old),
                      ("v_rmin", v_rmin), ("v_rmax", v_rmax), ("q_min", q_min), ("q_max", q_max)):
             rows[k].append(v)

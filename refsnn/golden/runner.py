@@ -18,9 +18,12 @@ from . import model_cases as M
 from . import op_cases as O
 from .store import CONVENTIONS, GoldenError
 from .spikformer import compute_ssa, make_ssa, make_train_step_spikformer
+from . import cases_release as CR
 from .train_step import MODEL_SEEDS, compute_train_step, make_train_step, searching
 
 DEFAULT_SEED = 23717
+#: the content revision of the sets (docs/golden.md, "Revisions"): 2 = convention rows C6-C11
+REVISION = 2
 DTYPES = ("float64", "float32")
 INPUT_PREFIXES = ("input", "param", "grad_output")
 RESULT_PREFIXES = ("output", "grad")
@@ -37,7 +40,10 @@ MAKERS = ((O.make_weight_quant, None), (O.make_neurons, None), (O.make_layers, t
           (O.make_observers, tuple(O.OBSERVERS)), (M.make_costs, tuple(M.COSTS)),
           (make_train_step, ("train_step_tiny_resnet",)), (make_ssa, ("ssa_block",)),
           (make_train_step_spikformer, ("train_step_tiny_spikformer",)), (CS.make_seq_neurons, None),
-          (CS.make_seq_layers, ("seq_spiking_conv",)), (CS.make_frames, ("to_frames",)))
+          (CS.make_seq_layers, ("seq_spiking_conv",)), (CS.make_frames, ("to_frames",)),
+          # golden revision 2: convention rows C6-C10 (cases_release.py)
+          (CR.make_weight_quant, tuple(CR.WEIGHT_QUANT)), (CR.make_grids, tuple(CR.GRIDS)),
+          (CR.make_observers, tuple(CR.OBSERVERS)))
 
 
 def cast_inputs(arrays: dict, dtype, float64_arrays) -> dict:

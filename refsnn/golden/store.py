@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..method.conventions import get_convention
+from ..method.conventions import ROWS, get_convention
 
 SCHEMA = "refsnn-golden/1"
 MANIFEST = "manifest.json"
@@ -137,10 +137,9 @@ def _no_constant(name):
 
 
 def convention_flags(convention) -> dict:
-    """The five switches of a convention as written into ``manifest.json`` (docs/golden.md 3)."""
+    """The switches C1-C11 of a convention as written into ``manifest.json`` (docs/golden.md 3)."""
     c = get_convention(convention)
-    return {"C1_bit_grad_lsq": c.bit_grad_lsq, "C2_one_bit_factor": c.one_bit_factor, "C3_bptt": c.bptt,
-            "C4_reset_decay": c.reset_decay, "C5_renewal_formula": c.renewal_formula}
+    return {f"{row}_{field}": getattr(c, field) for row, field in ROWS}
 
 
 def _tolerance_error(tol):
@@ -212,7 +211,10 @@ def load_manifest(directory) -> dict:
         raise GoldenError(f"{mpath}: dtype must be 'float64' or 'float32', got {man['dtype']!r}")
     if man["convention"] not in CONVENTIONS:
         raise GoldenError(f"{mpath}: convention must be one of {CONVENTIONS}, got {man['convention']!r}")
-    if man["convention_flags"] != convention_flags(man["convention"]):
+    # a revision-1 manifest carries C1-C5 only, revision 2 C1-C11: every flag it carries must be the convention's
+    flags, given = convention_flags(man["convention"]), man["convention_flags"]
+    if not isinstance(given, dict) or not (set(list(flags)[:5]) <= set(given) <= set(flags)) \
+            or any(given[k] != flags[k] for k in given):
         raise GoldenError(f"{mpath}: convention_flags {man['convention_flags']!r} are not those of the "
                           f"{man['convention']!r} convention {convention_flags(man['convention'])!r}")
     if not isinstance(man["cases"], list):

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..method.conventions import ROWS
 from . import draw as D
-from .runner import CONVENTIONS, DEFAULT_SEED, DTYPES, cast_inputs, convention_of, make_cases, run_case
+from .runner import CONVENTIONS, DEFAULT_SEED, DTYPES, REVISION, cast_inputs, convention_of, make_cases, run_case
 from .check import compare_arrays, tolerance_for
 from .store import (MANIFEST, SCHEMA, GoldenError, convention_flags, json_text, load_manifest, npz_bytes,
                     read_npz, sha256_file, write_bytes_if_changed)
@@ -207,7 +208,7 @@ def _place(d: Path, dt: str, case, params, arrays, tol, old: dict, update: bool,
 
 def _manifest(conv: str, dt: str, seed: int, entries: list) -> dict:
     return {"schema": SCHEMA, "refsnn_version": __version__, "convention": conv, "dtype": dt, "seed": int(seed),
-            "convention_flags": convention_flags(conv), "margin": MARGIN_DOC, "tolerance_rule": TOLERANCE_DOC,
+            "revision": REVISION, "convention_flags": convention_flags(conv), "margin": MARGIN_DOC, "tolerance_rule": TOLERANCE_DOC,
             "cases": entries}
 
 

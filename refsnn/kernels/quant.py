@@ -19,6 +19,9 @@ layer-wise, ``w.size / w.shape[0]`` per channel) and ``g = 1/sqrt(N q_max)``::
     dL/dBhat_w = g_B sum_i dL/dw_q,i sign(x_i) s F ln2 [x_i outside [q_min, q_max]]   (App. A.9)
     F = q_max + 1, or ``one_bit_factor`` when B_w = 1 (2 paper, 1 official: C2); g_B = g or 1 (C1)
 
+The official convention (METHOD.md section 10) changes two of these: C6 ``dL/dS_q = g (g M_c) sum_i ...``
+for convolution kernels (M_c = w.size / C_out), C7 ``N = w.size`` for per-channel steps.
+
 **Decision**: where ``S_q < eps`` the forward uses eps and the gradient to ``S_q`` is 0
 (the clamp ``max(S_q, eps)`` has derivative 0 there).
 
@@ -182,19 +185,24 @@ def _bit_factor(B, q_max, one_bit_factor):
     return one_bit_factor if B == 1 else q_max + 1
 
 
-def _reduce(terms, step, B, M, bit_grad_lsq):
+def _reduce(terms, step, B, M, bit_grad_lsq, N=None, spread=0):
     """``dL/dS_q = g sum_i terms[0]``, ``dL/dB_w = g_B sum_i terms[1]``; shared by both impls.
 
     ``terms`` has shape (2, C, M) in the input dtype; the sums are NumPy sums in that dtype.
+    ``N`` (default ``M``): the count in g (C7); ``spread`` > 0: C6, ``dL/dS_q = g (g spread) sum_i terms[0]``.
     """
     dt = terms.dtype.type
     _, q_max = weight_levels(B)
-    # LSQ gradient scale: g = 1 / sqrt(N q_max), N = elements sharing one step
-    g = dt(1.0 / math.sqrt(M * q_max))
+    # LSQ gradient scale: g = 1 / sqrt(N q_max), N = elements sharing one step (C7: the whole tensor)
+    g = dt(1.0 / math.sqrt((M if N is None else N) * q_max))
     # C1: g_B = g (paper) or 1 (official code)
     g_B = g if bit_grad_lsq else dt(1.0)
-    # METHOD.md 6.4 (App. A.8): dL/dS_q = g sum_i dL/dw_q,i m_i
-    gstep = g * terms[0].sum(axis=1)
+    if spread:
+        # C6 (official, conv kernels): dL/dS_q = g (g M_c) sum_i dL/dw_q,i m_i, M_c = w.size / C_out
+        gstep = (g * terms[0].sum(axis=1)) * dt(float(g) * spread)
+    else:
+        # METHOD.md 6.4 (App. A.8): dL/dS_q = g sum_i dL/dw_q,i m_i
+        gstep = g * terms[0].sum(axis=1)
     # Decision: the clamp max(S_q, eps) passes no gradient where S_q < eps
     gstep[step.reshape(-1) < dt(EPS)] = 0
     # METHOD.md 6.4 (App. A.9): dL/dBhat_w = g_B sum_i dL/dw_q,i k_i
@@ -247,7 +255,8 @@ def _backward_kernel(gwq, w, s, kmag, one_bit, half, q, gw, terms):
 
 
 def weight_quant_backward(
-    gwq, w, step, bits, *, bit_grad_lsq=True, one_bit_factor=2.0, impl="numba"
+    gwq, w, step, bits, *, bit_grad_lsq=True, one_bit_factor=2.0, conv_spread=False, g_whole_tensor=False,
+    impl="numba"
 ):
     """Gradients of Eq. 6: to the weights, the step and the bit width (METHOD.md 6.4).
 
@@ -256,6 +265,10 @@ def weight_quant_backward(
         w, step, bits: as given to :func:`weight_quant_forward`.
         bit_grad_lsq: True = bit gradient scaled by ``g_B = g`` (paper); False = 1 (official, C1).
         one_bit_factor: F replacing ``q_max + 1`` at B_w = 1: 2.0 (paper) or 1.0 (official, C2).
+        conv_spread: False = ``dL/dS_q = g sum`` (paper); True = ``g (g M_c) sum`` with
+            ``M_c = w.size / w.shape[0]`` (official, C6: the release's convolution step gradient).
+        g_whole_tensor: False = N in g counts the weights sharing one step (paper); True = N = w.size
+            even for per-channel steps (official, C7).
         impl: ``"numba"`` (default) or ``"numpy"``; bit-identical.
 
     Returns:
@@ -292,5 +305,6 @@ def weight_quant_backward(
             s_c, kmag, B == 1, dt(0.5), dt(q_max), gw, terms,
         )
         gw = gw.reshape(w.shape)
-    gstep, gbits = _reduce(terms, step, B, M, bool(bit_grad_lsq))
+    gstep, gbits = _reduce(terms, step, B, M, bool(bit_grad_lsq), N=w.size if g_whole_tensor else None,
+                           spread=w.size // w.shape[0] if conv_spread else 0)
     return gw, gstep, gbits

@@ -11,6 +11,11 @@ in the method implements :class:`SpikingLayerProtocol`:
     cost(name)            LayerCost (refsnn.method.budget): integer widths, N_w, N_f, MACs
     in_shape              the per-sample input shape of the last forward pass (None before)
 
+and, read only by the release's loss filter (``refsnn.method.regulate.counted`` with
+``count_time_only=False``, ``[regulate] count_time_only = false``):
+
+    has_learnable_bit_width  bool: B_w or B_s^t is learnable (T not counted)
+
 ``SpikingConv2d`` and ``SpikingLinear`` implement it.  The records are made so that other
 layers can too:
 

@@ -11,7 +11,9 @@ reaches every Bhat and That in proportion to its layer's element share:
     T = sum_l T_l N_f,l / sum_l N_f,l
 
 (computed once, by ``refsnn.method.protocol.wst_averages``).  In sequential mode (METHOD.md 14) T is
-a fixed number, not a tape tensor, and Eq. 21 has no T term.  Layers whose widths are all frozen are left out (METHOD.md section 7).  |.| is
+a fixed number, not a tape tensor, and Eq. 21 has no T term.  Layers whose widths are all frozen are left
+out (METHOD.md section 7); the authors' release also leaves out a layer whose only learnable width is T
+(``count_time_only=False``).  |.| is
 the L2 norm of a scalar, i.e. the absolute value.
 """
 from __future__ import annotations
@@ -38,22 +40,33 @@ class Penalties:
     lam_T: float = 1e-2
 
 
-def model_averages(layers) -> dict:
+def counted(layer, count_time_only: bool = True) -> bool:
+    """Whether a layer enters W, S, T (the layer protocol): some width of it is learnable (METHOD.md section 7).
+
+    ``count_time_only=False`` (the authors' release) also leaves out a layer whose only learnable
+    width is its temporal length T (it reads the layer's ``has_learnable_bit_width``)."""
+    return bool(layer.has_learnable_width if count_time_only else layer.has_learnable_bit_width)
+
+
+def model_averages(layers, count_time_only: bool = True) -> dict:
     """Tensors W, S, T (straight-through in every width parameter) over the given spiking layers.
 
     Reads each layer through the layer protocol (``refsnn.method.protocol``): layers without a
-    learnable width are left out (METHOD.md section 7); each must have run a forward pass (N_f is
-    its input's size per sample).  Layers without an input neuron count in W only.
+    learnable width are left out (METHOD.md section 7; ``count_time_only``: see :func:`counted`);
+    each must have run a forward pass (N_f is its input's size per sample).  Layers without an
+    input neuron count in W only.
     """
-    layers = [l for l in layers if l.has_learnable_width]
+    layers = [l for l in layers if counted(l, count_time_only)]
     if not layers:
         raise ValueError("regulating loss: no spiking layer has a learnable width")
     return wst_averages([l.layer_widths() for l in layers])
 
 
-def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties()) -> tuple:
-    """Eq. 21 without L_task: ``(loss, averages)``; ``averages`` holds W, S, T as floats."""
-    avg = model_averages(layers)
+def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties(),
+                    count_time_only: bool = True) -> tuple:
+    """Eq. 21 without L_task: ``(loss, averages)``; ``averages`` holds W, S, T as floats.
+    ``count_time_only``: see :func:`counted`."""
+    avg = model_averages(layers, count_time_only)
     loss = None
     for key, lam in (("W", penalties.lam_w), ("S", penalties.lam_s), ("T", penalties.lam_T)):
         value = avg[key]

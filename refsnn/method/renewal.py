@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.quant import EPS  # the floor of every step size (METHOD.md section 3), one home
+from .conventions import check_convention
+from .weight_quant import weight_grid
 
 RENEWAL_MODES = ("none", "spike", "weight", "both")
 SWITCH_OFF_FRACTION = 0.24
@@ -40,15 +42,21 @@ def check_grid(K, p) -> tuple:
 
 
 def grid_search(X: np.ndarray, q_min: int, q_max: int, K: int = 100, p: float = 2.4,
-                symmetric: bool | None = None) -> tuple:
+                symmetric: bool | None = None, one_bit_sign: bool = False) -> tuple:
     """Alg. 2: the range (V'_min, V'_max) whose uniform grid quantizes X best.
 
     ``symmetric=None`` follows the listing: ``lo = -hi`` if any element of X is
     negative, else ``lo = 0``; ``False`` forces ``lo = 0`` (the positive spike
     neuron, as the official code does); ``True`` forces ``lo = -hi``.
+    ``one_bit_sign=True`` (convention row C9, official; only for a 1-bit quantizer on the grid
+    {-1, 1}): score each candidate with the two levels the quantizer emits,
+    ``Xq = s sgn(X/s)`` with sgn(0) = -1, instead of ``s clip(round(X/s), -1, 1)``.
     Returns ``(V'_min, V'_max, best_score)``; ``(0, 0, inf)`` when X has no spread.
     """
     K, p = check_grid(K, p)
+    if one_bit_sign and (q_min, q_max) != (-1, 1):
+        raise ValueError(f"grid_search: one_bit_sign needs the 1-bit grid (q_min, q_max) = (-1, 1), "
+                         f"got ({q_min}, {q_max})")
     X = np.asarray(X, dtype=np.float64).ravel()
     v_min, v_max = float(X.min()), float(X.max())
     # Alg. 2: R = V_max - V_min
@@ -65,8 +73,12 @@ def grid_search(X: np.ndarray, q_min: int, q_max: int, K: int = 100, p: float = 
         lo = -hi if symmetric else 0.0
         # Alg. 2: s = (hi - lo) / (q_max - q_min)
         s = (hi - lo) / (q_max - q_min)
-        # Alg. 2: Xq = s * clip(round(X / s), q_min, q_max)
-        Xq = s * np.clip(round_half_away(X / s), q_min, q_max)
+        if one_bit_sign:
+            # C9 (official): Xq = s * sgn(X / s), sgn(0) = -1: the 1-bit quantizer's two levels
+            Xq = s * np.where(X / s > 0, 1.0, -1.0)
+        else:
+            # Alg. 2: Xq = s * clip(round(X / s), q_min, q_max)
+            Xq = s * np.clip(round_half_away(X / s), q_min, q_max)
         # Alg. 2: score = mean(|Xq - X|^p)
         score = float(np.mean(np.abs(Xq - X) ** p))
         if score < best:
@@ -105,18 +117,22 @@ class ObserverResult:
 
 
 def observe(X: np.ndarray, B: int, b_old: int, v_rmin: float, v_rmax: float, q_min: int, q_max: int, *,
-            K: int = 100, p: float = 2.4, symmetric: bool | None = None, formula: str = "paper") -> ObserverResult:
+            K: int = 100, p: float = 2.4, symmetric: bool | None = None, formula: str = "paper",
+            one_bit_sign: bool = False) -> ObserverResult:
     """Alg. 1, one observer, one forward pass: renew the step if the rounded width changed.
 
     ``B`` is the current width round(clip(Bhat, 1, bound)) (Alg. 1 step 1),
     ``q_min, q_max`` its grid (step 2).  Returns the new observer state and,
     when it fired, the renewed step (Eq. 25) that the quantizer must use now.
+    ``one_bit_sign`` (C9) applies when ``B == 1`` on the grid {-1, 1}.
     """
     # Alg. 1 step 1: if B == B_old, do nothing
     if int(B) == int(b_old):
         return ObserverResult(False, None, int(b_old), v_rmin, v_rmax)
+    # C9: at B = 1 on the grid {-1, 1} the official code scores with sgn (levels -1, 1)
+    sign_grid = bool(one_bit_sign) and int(B) == 1 and (q_min, q_max) == (-1, 1)
     # Alg. 1 steps 3-4: V_min, V_max of the batch, then the grid search of Alg. 2
-    lo, hi, score = grid_search(X, q_min, q_max, K, p, symmetric)
+    lo, hi, score = grid_search(X, q_min, q_max, K, p, symmetric, one_bit_sign=sign_grid)
     if not math.isfinite(score):  # X has no spread: nothing to fit, keep the step (Decision)
         return ObserverResult(False, None, int(B), v_rmin, v_rmax)
     # Eq. 24: V_rmin = min(V'_min, V_rmin), V_rmax = max(V'_max, V_rmax)
@@ -128,6 +144,35 @@ def observe(X: np.ndarray, B: int, b_old: int, v_rmin: float, v_rmax: float, q_m
     return ObserverResult(True, step, int(B), v_rmin, v_rmax)
 
 
+def rescaled_step(step: float, old_grid: tuple, new_grid: tuple) -> float:
+    """Convention row C10 (official): a convolution's weight step on a width change,
+    ``S' = S (q'_max - q'_min) / (q_max - q_min)`` (the release's rule; no grid search, no running range)."""
+    # C10: S' = S (q'_max - q'_min) / (q_max - q_min)
+    return step * (new_grid[1] - new_grid[0]) / (old_grid[1] - old_grid[0])
+
+
+def observe_weight(X: np.ndarray, B: int, b_old: int, v_rmin: float, v_rmax: float, step: float, *, conv: bool,
+                   convention, K: int = 100, p: float = 2.4) -> ObserverResult:
+    """Alg. 1 for one weight quantizer (grid of Eq. 6), under a convention (rows C5, C8, C9, C10).
+
+    ``step`` is the quantizer's current step (used by C10 only); ``conv``: the weights are a convolution's.
+    Paper: the grid search of Alg. 2 with ``lo = -hi`` only if X has negative values.  Official: C8
+    ``lo = -hi`` always; C9 sgn-scored 1-bit grid; C10 a convolution rescales its step instead.
+    """
+    c = check_convention(convention)
+    if conv and c.conv_weight_rescale:
+        # Alg. 1 step 1: if B == B_old, do nothing
+        if int(B) == int(b_old):
+            return ObserverResult(False, None, int(b_old), v_rmin, v_rmax)
+        # C10: rescale by the ratio of the grid spans; the running range is left as it was
+        return ObserverResult(True, rescaled_step(step, weight_grid(b_old), weight_grid(B)), int(B), v_rmin, v_rmax)
+    q_min, q_max = weight_grid(B)
+    # C8: the official weight observer searches lo = -hi always; the paper's follows the sign of X (Alg. 2)
+    symmetric = True if c.weight_grid_symmetric else None
+    return observe(X, B, b_old, v_rmin, v_rmax, q_min, q_max, K=K, p=p, symmetric=symmetric,
+                   formula=c.renewal_formula, one_bit_sign=c.one_bit_grid_sign)
+
+
 def should_switch_off(epochs_done: int, min_epochs: int, current: float, initial: float, target: float) -> bool:
     """The switching-off rule of METHOD.md section 9 for one kind (weight or spike).
 
@@ -137,3 +182,20 @@ def should_switch_off(epochs_done: int, min_epochs: int, current: float, initial
     if epochs_done < min_epochs:
         return False
     return abs(current - target) < SWITCH_OFF_FRACTION * abs(initial - target)
+
+
+def should_switch_off_release(epochs_done: int, min_epochs: int, current: float, initial: float,
+                              target: float) -> bool:
+    """The authors' release's switching-off rule for one kind (its training script, adaptive mode).
+
+    Signed: off once ``round(current, 3) - target < 0.24 (initial - target)`` after at least
+    ``min_epochs`` finished epochs; ``initial`` is the configured initial width (not a model
+    average).  When ``initial == target`` the threshold is 0 and renewal goes off after the
+    first epoch whatever ``min_epochs`` says.
+    """
+    threshold = (initial - target) * SWITCH_OFF_FRACTION
+    if threshold == 0:
+        return True
+    if epochs_done < min_epochs:
+        return False
+    return round(current, 3) - target < threshold

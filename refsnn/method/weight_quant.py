@@ -7,6 +7,8 @@
     dL/dS_q    = g sum_i dL/dw_q,i m_i                                       (Eq. 19, App. A.8)
     dL/dBhat_w = g_B sum_i dL/dw_q,i sign(x_i) S_q (q_max + 1) ln2 [outside]  (App. A.9)
 
+Official convention: C6 (conv kernels: dL/dS_q = g (g M_c) sum ...) and C7 (N = w.size in g).
+
 The arithmetic lives in ``refsnn.kernels.quant`` (numba, with its literal NumPy twin).
 """
 from __future__ import annotations
@@ -35,9 +37,11 @@ def wq_vjp(ctx, g):
     """Eq. 18-19, App. A.8-A.9 (in the kernel)."""
     c = ctx.kwargs["convention"]
     w, step, bits = ctx.inputs
+    # C6: the release's step gradient g (g M_c) sum applies to convolution kernels (more than 2 dims) only
     gw, gstep, gbits = _k.weight_quant_backward(np.ascontiguousarray(g), w, step, ctx.B,
                                                 bit_grad_lsq=c.bit_grad_lsq, one_bit_factor=c.one_bit_factor,
-                                                impl=ctx.kwargs["impl"])
+                                                conv_spread=c.conv_step_spread and w.ndim > 2,
+                                                g_whole_tensor=c.step_g_whole_tensor, impl=ctx.kwargs["impl"])
     return gw, gstep, np.asarray(gbits, dtype=bits.dtype).reshape(bits.shape)
 
 

@@ -78,7 +78,9 @@ class NeuronPart:
 
     def _build_neuron_buffers(self, c) -> None:
         n_steps = c.time_bound if c.temporal_wise else 1
-        self.register_buffer("obs_s_bold", np.full(n_steps, width_value(c.spike_bits, c.spike_bound), np.int64))
+        # C11: the recorded width from abs(Bhat) under the official convention
+        self.register_buffer("obs_s_bold", np.full(n_steps, width_value(c.spike_bits, c.spike_bound,
+                                                                        c.convention.width_abs), np.int64))
         self.register_buffer("obs_s_vrmin", np.full(n_steps, np.inf))
         self.register_buffer("obs_s_vrmax", np.full(n_steps, -np.inf))
 
@@ -88,11 +90,13 @@ class NeuronPart:
                 check_finite_param(p, f"{type(self).__name__}.{p.kind}")
 
     # -- widths (Eq. 9-10) ----------------------------------------------------------
-    def spike_widths(self) -> tuple:
-        """Tensors (B_s^t for t = 1..T_bound, T) with straight-through gradients (Eq. 9-10)."""
+    def spike_widths(self, for_loss: bool = False) -> tuple:
+        """Tensors (B_s^t for t = 1..T_bound, T) with straight-through gradients (Eq. 9-10); ``for_loss``: as the
+        regulating loss sees them (row C11: official gradient through abs(Bhat))."""
         c = self.config
+        ab = c.convention.width_abs   # C11: widths from abs(Bhat)
         # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, B_s,bound))
-        B_s = parametrized_width(self.spike_width, c.spike_bound, "spike_width")
+        B_s = parametrized_width(self.spike_width, c.spike_bound, "spike_width", use_abs=ab, grad_sign=ab and for_loss)
         # Eq. 10: T = round(clip(That, 1, T_bound)); sequential mode: the fixed T (METHOD.md 14)
         T = Tensor(np.array(c.time_steps, B_s.dtype)) if c.sequential else \
             parametrized_width(self.time, c.time_bound, "time")
@@ -104,7 +108,7 @@ class NeuronPart:
         """Integer ([B_s^t for the T steps in use], T) now, without the tape."""
         c = self.config
         T = self._steps()
-        bs = np.broadcast_to(width_value(self.spike_width, c.spike_bound), (c.time_bound,))
+        bs = np.broadcast_to(width_value(self.spike_width, c.spike_bound, c.convention.width_abs), (c.time_bound,))
         return [int(b) for b in bs[:T]], T
 
     def _steps(self) -> int:
@@ -123,7 +127,7 @@ class NeuronPart:
     # -- section 11: LSQ initialisation of the thresholds -----------------------------
     def _init_thresholds(self, x: np.ndarray) -> None:
         c = self.config
-        bs = width_value(self.spike_width, c.spike_bound)
+        bs = width_value(self.spike_width, c.spike_bound, c.convention.width_abs)
         # section 11: V_th^t = 2 mean|a| / sqrt(q_max)
         self.threshold.data[...] = [lsq_init(x, spike_grid(b, c.domain)[1]) for b in bs]
         if c.neuron == "prior":  # Eq. 3-5: alpha^t starts equal to V_th^t (the refined neuron's amplitude)
@@ -132,7 +136,7 @@ class NeuronPart:
     # -- Alg. 1: observers, before quantizing -------------------------------------------
     def _renew_spike_steps(self, x: np.ndarray) -> None:
         c = self.config
-        bs = width_value(self.spike_width, c.spike_bound)
+        bs = width_value(self.spike_width, c.spike_bound, c.convention.width_abs)
         T = self._steps()
         steps = range(len(bs)) if c.temporal_wise else range(1)
         for t in steps:
@@ -156,7 +160,7 @@ class NeuronPart:
             q_min, q_max = spike_grid(B, c.domain)
             res = R.observe(v[t], B, int(self.obs_s_bold[t]), float(self.obs_s_vrmin[t]), float(self.obs_s_vrmax[t]),
                             q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=(c.domain == "bidirectional"),
-                            formula=c.convention.renewal_formula)
+                            formula=c.convention.renewal_formula, one_bit_sign=c.convention.one_bit_grid_sign)
             self.obs_s_bold[t], self.obs_s_vrmin[t], self.obs_s_vrmax[t] = res.b_old, res.v_rmin, res.v_rmax
             if res.fired:
                 # Eq. 25: overwrite the step V_th^t
@@ -214,11 +218,16 @@ class SpikingNeuron(NeuronPart, Module):
         """B_s^t or T is learnable (METHOD.md section 7)."""
         return self.config.learn_spike_bits or self.config.learn_time
 
+    @property
+    def has_learnable_bit_width(self) -> bool:
+        """B_s^t is learnable (T not counted): read by the release's loss filter (refsnn.method.regulate.counted)."""
+        return self.config.learn_spike_bits
+
     def layer_widths(self) -> LayerWidths:
         """The tape widths, N_w = 0 (no weights: not in W) and N_f (Eq. 9-10, Eq. 21); T may be shared."""
         if self.in_shape is None:
             raise ValueError("SpikingNeuron: run a forward pass first (N_f comes from the input shape)")
-        B_s, T = self.spike_widths()
+        B_s, T = self.spike_widths(for_loss=True)   # C11: as the loss sees them
         return LayerWidths(B_w=None, B_s=B_s[:int(T.data)], T=T, n_w=0, n_f=int(np.prod(self.in_shape)),
                            spiking=True)
 

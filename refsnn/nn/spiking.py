@@ -174,7 +174,8 @@ class _SpikingLayer(NeuronPart, Module):
         self.register_buffer("renew_spike", np.array(c.renewal in ("spike", "both") and c.input_neuron))
         self.register_buffer("renew_weight", np.array(c.renewal in ("weight", "both")))
         n_obs_w = out_channels if c.per_channel_step else 1
-        self.register_buffer("obs_w_bold", np.full(n_obs_w, width_value(c.weight_bits, c.weight_bound), np.int64))
+        ab = c.convention.width_abs   # C11
+        self.register_buffer("obs_w_bold", np.full(n_obs_w, width_value(c.weight_bits, c.weight_bound, ab), np.int64))
         self.register_buffer("obs_w_vrmin", np.full(n_obs_w, np.inf))
         self.register_buffer("obs_w_vrmax", np.full(n_obs_w, -np.inf))
         if c.input_neuron:
@@ -184,21 +185,27 @@ class _SpikingLayer(NeuronPart, Module):
         self.out_shape = None
 
     # -- widths (Eq. 9-11) -------------------------------------------------------
-    def widths(self) -> tuple:
-        """Tensors (B_w, B_s^t for t = 1..T_bound, T) with straight-through gradients (Eq. 9-11)."""
+    def widths(self, for_loss: bool = False) -> tuple:
+        """Tensors (B_w, B_s^t for t = 1..T_bound, T) with straight-through gradients (Eq. 9-11).
+
+        ``for_loss=True``: the widths the regulating loss (Eq. 21) sees; they differ only under row C11,
+        whose official gradient there goes through abs(Bhat)."""
         c = self.config
+        ab = c.convention.width_abs   # C11: widths from abs(Bhat)
+        sg = ab and for_loss
         # Eq. 11: B_w = round(clip(Bhat_w, 1, B_w,bound))
-        B_w = parametrized_width(self.weight_width, c.weight_bound, "weight_width")
+        B_w = parametrized_width(self.weight_width, c.weight_bound, "weight_width", use_abs=ab, grad_sign=sg)
         if not c.input_neuron:
             return B_w, None, None
         # Eq. 9-10: B_s^t and T
-        B_s, T = self.spike_widths()
+        B_s, T = self.spike_widths(for_loss=for_loss)
         return B_w, B_s, T
 
     def width_values(self) -> tuple:
         """Integer (B_w, [B_s^t ...], T) now, without the tape."""
         c = self.config
-        B_w = int(width_value(self.weight_width, c.weight_bound))
+        ab = c.convention.width_abs   # C11
+        B_w = int(width_value(self.weight_width, c.weight_bound, ab))
         if not c.input_neuron:
             return B_w, [], 1
         bs, T = self.spike_width_values()
@@ -211,12 +218,20 @@ class _SpikingLayer(NeuronPart, Module):
         c = self.config
         return c.learn_weight_bits or (c.input_neuron and c.learn_spike_bits) or c.learns_time
 
+    @property
+    def has_learnable_bit_width(self) -> bool:
+        """B_w, or with an input neuron B_s^t, is learnable (T not counted): the authors' release leaves a layer
+        whose only learnable width is T out of Eq. 21 (``refsnn.method.regulate.counted``)."""
+        c = self.config
+        return c.learn_weight_bits or (c.input_neuron and c.learn_spike_bits)
+
     def layer_widths(self) -> LayerWidths:
         """The tape widths with the element counts, as the regulating loss reads them (Eq. 9-11, Eq. 21)."""
         if self.in_shape is None:
             raise ValueError(f"{type(self).__name__}: run a forward pass first (N_f of each layer comes from its "
                              "input shape)")
-        B_w, B_s, T = self.widths()
+        # C11: the widths as the loss sees them (official: its gradient goes through abs(Bhat))
+        B_w, B_s, T = self.widths(for_loss=True)
         n_w, n_f = int(self.weight.size), int(np.prod(self.in_shape))
         if not self.config.input_neuron:
             return LayerWidths(B_w=B_w, B_s=None, T=None, n_w=n_w, n_f=n_f, spiking=False)
@@ -243,15 +258,16 @@ class _SpikingLayer(NeuronPart, Module):
     # -- Alg. 1: observers, before quantizing (the spike steps: NeuronPart._renew_spike_steps) --------
     def _renew_weight_step(self) -> None:
         c = self.config
-        B = int(width_value(self.weight_width, c.weight_bound))
-        q_min, q_max = weight_grid(B)
-        formula = c.convention.renewal_formula
+        B = int(width_value(self.weight_width, c.weight_bound, c.convention.width_abs))
         groups = list(self.weight.data) if c.per_channel_step else [self.weight.data]
+        steps = self.weight_step.data.reshape(-1)
         for i, X in enumerate(groups):
             if B == int(self.obs_w_bold[i]):  # Alg. 1 step 1
                 continue
-            res = R.observe(X, B, int(self.obs_w_bold[i]), float(self.obs_w_vrmin[i]), float(self.obs_w_vrmax[i]),
-                            q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=None, formula=formula)
+            # Alg. 1-2 (C8, C9 choose the grid; C10: a convolution rescales its step instead)
+            res = R.observe_weight(X, B, int(self.obs_w_bold[i]), float(self.obs_w_vrmin[i]),
+                                   float(self.obs_w_vrmax[i]), float(steps[i]), conv=self.kind == "conv",
+                                   K=c.renewal_K, p=c.renewal_p, convention=c.convention)
             self.obs_w_bold[i], self.obs_w_vrmin[i], self.obs_w_vrmax[i] = res.b_old, res.v_rmin, res.v_rmax
             if res.fired:
                 # Eq. 25: overwrite the step S_q

@@ -7,7 +7,7 @@
 
 Each backward is written out, symbol by symbol, as ``refsnn.kernels.neuron`` / ``.quant``
 state it (their NumPy twins are the specification; docs/golden.md sections 2-3 the contract).
-The conventions C1-C4 arrive as one resolved ``refsnn.method.conventions.Convention``:
+The conventions C1-C4 (and C6-C7 for the weight step) arrive as one resolved ``refsnn.method.conventions.Convention``:
 a new row of that table is one new field read here, nowhere else.
 Everything is device-agnostic tensor code in the input's dtype (float32 or float64).
 """
@@ -30,26 +30,41 @@ EPS = 1e-5
 # Eq. 9-11: widths and temporal length
 # =============================================================================================
 class RoundClip(torch.autograd.Function):
-    """Eq. 9-11: ``round(clip(Bhat, 1, bound))`` (half to even), gradient straight through."""
+    """Eq. 9-11: ``round(clip(Bhat, 1, bound))`` (half to even), gradient straight through.
+    Row C11 (official): ``use_abs`` rounds ``clip(|Bhat|, 1, bound)``; ``grad_sign`` multiplies the gradient
+    by ``sign(Bhat)`` (the regulating loss's path in the release)."""
 
     @staticmethod
-    def forward(ctx, param, bound):
+    def forward(ctx, param, bound, use_abs=False, grad_sign=False):
+        ctx.grad_sign = bool(grad_sign)
+        if ctx.grad_sign:
+            ctx.save_for_backward(param)
+        # C11 (official): abs(Bhat) in place of Bhat
+        p = torch.abs(param) if use_abs else param
         # Eq. 9 / Eq. 10 / Eq. 11: B = round(clip(Bhat, 1, B_bound))
-        return torch.round(torch.clamp(param, 1, bound))
+        return torch.round(torch.clamp(p, 1, bound))
 
     @staticmethod
     def backward(ctx, g):
+        if ctx.grad_sign:
+            (param,) = ctx.saved_tensors
+            # C11 in the regulating loss (official): straight through clip and round, then d|Bhat|/dBhat
+            return g * torch.sign(param), None, None, None
         # Eq. 9-11 backward: dL/dBhat = dL/dB (through the rounding and the clip)
-        return g, None
+        return g, None, None, None
 
 
-def round_clip(param: torch.Tensor, bound: int, name: str = "width") -> torch.Tensor:
-    """Eq. 9 (B_s^t), Eq. 10 (T), Eq. 11 (B_w) with the straight-through gradient."""
+def round_clip(param: torch.Tensor, bound: int, name: str = "width", use_abs: bool = False,
+               grad_sign: bool = False) -> torch.Tensor:
+    """Eq. 9 (B_s^t), Eq. 10 (T), Eq. 11 (B_w) with the straight-through gradient (C11: ``use_abs``,
+    ``grad_sign``, see :class:`RoundClip`)."""
     if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
         raise ValueError(f"{name} bound must be an integer >= 1, got {bound!r}")
     if not bool(torch.isfinite(param).all()):
         raise ValueError(f"{name}: the width parameter is not finite ({param.detach().cpu().tolist()!r})")
-    return RoundClip.apply(param, bound)
+    if grad_sign and not use_abs:
+        raise ValueError(f"{name}: grad_sign=True needs use_abs=True (it is the derivative of abs, row C11)")
+    return RoundClip.apply(param, bound, bool(use_abs), bool(grad_sign))
 
 
 def round_half_away(x: torch.Tensor) -> torch.Tensor:
@@ -108,12 +123,16 @@ class WeightQuant(torch.autograd.Function):
         k = torch.where(inside, torch.zeros_like(x), torch.sign(x) * S_q * F * LN2)
         n_steps = step.numel()
         M = w.numel() // n_steps
-        # LSQ gradient scale: g = 1 / sqrt(N q_max), N = elements sharing one step
-        g = 1.0 / math.sqrt(M * q_max)
+        # LSQ gradient scale: g = 1 / sqrt(N q_max), N = elements sharing one step (C7: the whole tensor)
+        g = 1.0 / math.sqrt((w.numel() if c.step_g_whole_tensor else M) * q_max)
         # C1: g_B = g (paper) or 1 (official code)
         g_B = g if c.bit_grad_lsq else 1.0
-        # METHOD.md 6.4 (App. A.8): dL/dS_q = g sum_i dL/dw_q,i m_i (per channel for a per-channel step)
-        gstep = g * (gwq * m).reshape(n_steps, -1).sum(dim=1)
+        if c.conv_step_spread and w.dim() > 2:
+            # C6 (official, conv kernels): dL/dS_q = g (g M_c) sum_i dL/dw_q,i m_i, M_c = w.numel() / C_out
+            gstep = (g * (gwq * m).reshape(n_steps, -1).sum(dim=1)) * (g * (w.numel() // w.shape[0]))
+        else:
+            # METHOD.md 6.4 (App. A.8): dL/dS_q = g sum_i dL/dw_q,i m_i (per channel for a per-channel step)
+            gstep = g * (gwq * m).reshape(n_steps, -1).sum(dim=1)
         # Decision (golden.md 2): the clamp max(S_q, eps) passes no gradient where S_q < eps
         gstep = torch.where(step.reshape(-1) < EPS, torch.zeros_like(gstep), gstep).reshape(step.shape)
         # METHOD.md 6.4 (App. A.9): dL/dBhat_w = g_B sum_i dL/dw_q,i k_i

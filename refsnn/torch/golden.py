@@ -25,7 +25,7 @@ from .layers import SpikingConv2d, SpikingLinear, spiking_layers
 from .models import get_model, load_numpy_state, state_to_numpy
 from .optim import SGD, clamp_steps, param_groups
 from .regulate import layer_costs, model_averages, model_costs, regulating_loss
-from .renewal import grid_scores, grid_search, observe
+from .renewal import grid_scores, grid_search, observe, observe_weight
 
 WIDTH_PARAMS = ("weight_width", "spike_width", "time")
 TORCH = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64}
@@ -185,8 +185,10 @@ def compute_cost(p, a):
 # =============================================================================================
 def compute_grid_search(p, a):
     X = torch.from_numpy(a["input.X"])
-    lo, hi, score = grid_search(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"])
-    scores, _, _ = grid_scores(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"])
+    # C9: a 1-bit quantizer's grid ("one_bit") is scored with sgn under the official convention
+    sgn = bool(p.get("one_bit", False)) and p["convention"].one_bit_grid_sign
+    lo, hi, score = grid_search(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"], sgn)
+    scores, _, _ = grid_scores(X, p["q_min"], p["q_max"], p["K"], p["p"], p["symmetric"], sgn)
     return {"output.v_min": np.float64(lo), "output.v_max": np.float64(hi), "output.score": np.float64(score),
             "output.scores": _np(scores)}
 
@@ -194,12 +196,20 @@ def compute_grid_search(p, a):
 def compute_observer(p, a):
     formula = p["convention"].renewal_formula
     b_old, v_rmin, v_rmax = int(a["input.b_old0"]), float(a["input.v_rmin0"]), float(a["input.v_rmax0"])
+    step = float(a.get("input.step0", np.nan))   # read by row C10 only
     rows = {k: [] for k in ("fired", "step", "b_old", "v_rmin", "v_rmax", "q_min", "q_max")}
     for X, B in zip(a["input.X"], a["input.B"]):
         q_min, q_max = spike_grid(int(B), "positive") if p["quantizer"] == "spike_positive" else weight_grid(int(B))
-        r = observe(torch.from_numpy(np.array(X)), int(B), b_old, v_rmin, v_rmax, q_min, q_max, K=p["K"], p=p["p"],
-                    symmetric=p["symmetric"], formula=formula)
+        Xt = torch.from_numpy(np.array(X))
+        if p["quantizer"] == "weight":
+            # the convention picks the grid (C8, C9) or a rescaling (C10)
+            r = observe_weight(Xt, int(B), b_old, v_rmin, v_rmax, step, conv=bool(p.get("conv", False)),
+                               convention=p["convention"], K=p["K"], p=p["p"])
+        else:
+            r = observe(Xt, int(B), b_old, v_rmin, v_rmax, q_min, q_max, K=p["K"], p=p["p"],
+                        symmetric=p["symmetric"], formula=formula)
         b_old, v_rmin, v_rmax = r.b_old, r.v_rmin, r.v_rmax
+        step = r.step if r.fired else step
         for k, v in (("fired", int(r.fired)), ("step", r.step if r.fired else 0.0), ("b_old", b_old),
                      ("v_rmin", v_rmin), ("v_rmax", v_rmax), ("q_min", q_min), ("q_max", q_max)):
             rows[k].append(v)

@@ -69,11 +69,13 @@ class SpikingLayer(nn.Module):
         self.register_buffer("renew_weight", torch.tensor(c.renewal in ("weight", "both"), **b))
         n_obs_w = out_channels if c.per_channel_step else 1
         i64, f64 = {"dtype": torch.int64, **b}, {"dtype": torch.float64, **b}
-        self.register_buffer("obs_w_bold", torch.full((n_obs_w,), int(width_value(c.weight_bits, c.weight_bound)), **i64))
+        ab = c.convention.width_abs   # C11
+        self.register_buffer("obs_w_bold", torch.full((n_obs_w,), int(width_value(c.weight_bits, c.weight_bound, ab)),
+                                                      **i64))
         self.register_buffer("obs_w_vrmin", torch.full((n_obs_w,), math.inf, **f64))
         self.register_buffer("obs_w_vrmax", torch.full((n_obs_w,), -math.inf, **f64))
         if c.input_neuron:
-            self.register_buffer("obs_s_bold", torch.full((n_steps,), int(width_value(c.spike_bits, c.spike_bound)),
+            self.register_buffer("obs_s_bold", torch.full((n_steps,), int(width_value(c.spike_bits, c.spike_bound, ab)),
                                                           **i64))
             self.register_buffer("obs_s_vrmin", torch.full((n_steps,), math.inf, **f64))
             self.register_buffer("obs_s_vrmax", torch.full((n_steps,), -math.inf, **f64))
@@ -84,15 +86,18 @@ class SpikingLayer(nn.Module):
         self.out_shape = None
 
     # -- widths (Eq. 9-11) -------------------------------------------------------------
-    def widths(self) -> tuple:
-        """Tensors (B_w, B_s^t for t = 1..T_bound, T) with straight-through gradients (Eq. 9-11)."""
+    def widths(self, for_loss: bool = False) -> tuple:
+        """Tensors (B_w, B_s^t for t = 1..T_bound, T) with straight-through gradients (Eq. 9-11);
+        ``for_loss``: as the regulating loss sees them (row C11)."""
         c = self.config
+        ab = c.convention.width_abs   # C11: widths from abs(Bhat)
+        sg = ab and for_loss
         # Eq. 11: B_w = round(clip(Bhat_w, 1, B_w,bound))
-        B_w = round_clip(self.weight_width, c.weight_bound, "weight_width")
+        B_w = round_clip(self.weight_width, c.weight_bound, "weight_width", ab, sg)
         if not c.input_neuron:
             return B_w, None, None
         # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, B_s,bound))   (shared over time: one value on every step)
-        B_s = round_clip(self.spike_width, c.spike_bound, "spike_width").expand(c.time_bound)
+        B_s = round_clip(self.spike_width, c.spike_bound, "spike_width", ab, sg).expand(c.time_bound)
         # Eq. 10: T = round(clip(That, 1, T_bound))
         T = round_clip(self.time, c.time_bound, "time")
         return B_w, B_s, T
@@ -108,7 +113,8 @@ class SpikingLayer(nn.Module):
         if self.in_shape is None:
             raise ValueError(f"{type(self).__name__}: run a forward pass first (N_f of each layer comes from its "
                              "input shape)")
-        B_w, B_s, T = self.widths()
+        # C11: the widths as the loss sees them
+        B_w, B_s, T = self.widths(for_loss=True)
         n_w, n_f = int(self.weight.numel()), int(np.prod(self.in_shape))
         if not self.config.input_neuron:
             return TorchLayerWidths(B_w=B_w, B_s=None, T=None, n_w=n_w, n_f=n_f, spiking=False)
@@ -118,11 +124,12 @@ class SpikingLayer(nn.Module):
     def width_values(self) -> tuple:
         """Integer (B_w, [B_s^t for t <= T], T) now."""
         c = self.config
-        B_w = int(width_value(float(self.weight_width.detach()), c.weight_bound))
+        ab = c.convention.width_abs   # C11
+        B_w = int(width_value(float(self.weight_width.detach()), c.weight_bound, ab))
         if not c.input_neuron:
             return B_w, [], 1
         T = int(width_value(float(self.time.detach()), c.time_bound))
-        bs = np.broadcast_to(width_value(self.spike_width.detach().cpu().double().numpy(), c.spike_bound),
+        bs = np.broadcast_to(width_value(self.spike_width.detach().cpu().double().numpy(), c.spike_bound, ab),
                              (c.time_bound,))
         return B_w, [int(b) for b in bs[:T]], T
 
@@ -142,7 +149,7 @@ class SpikingLayer(nn.Module):
         else:
             self.weight_step.fill_(R.lsq_init(float(torch.abs(self.weight.detach()).double().mean()), q_w))
         if c.input_neuron:
-            bs = width_value(self.spike_width.detach().cpu().double().numpy(), c.spike_bound)
+            bs = width_value(self.spike_width.detach().cpu().double().numpy(), c.spike_bound, c.convention.width_abs)
             mean_a = R.global_mean_abs(x)
             # section 11: V_th^t = 2 mean|a| / sqrt(q_max)
             self.threshold.copy_(torch.tensor([R.lsq_init(mean_a, spike_grid(int(b), c.domain)[1]) for b in bs],
@@ -154,7 +161,7 @@ class SpikingLayer(nn.Module):
         c = self.config
         conv = c.convention
         bs = [int(b) for b in np.broadcast_to(width_value(self.spike_width.detach().cpu().double().numpy(),
-                                                          c.spike_bound), (c.time_bound,))]
+                                                          c.spike_bound, conv.width_abs), (c.time_bound,))]
         T = int(width_value(float(self.time.detach()), c.time_bound))
         for t in range(min(T, c.time_bound if c.temporal_wise else 1)):
             B = bs[t]
@@ -166,7 +173,7 @@ class SpikingLayer(nn.Module):
             q_min, q_max = spike_grid(B, c.domain)
             res = R.observe(v[t], B, int(self.obs_s_bold[t]), float(self.obs_s_vrmin[t]), float(self.obs_s_vrmax[t]),
                             q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=(c.domain == "bidirectional"),
-                            formula=conv.renewal_formula)
+                            formula=conv.renewal_formula, one_bit_sign=conv.one_bit_grid_sign)
             self.obs_s_bold[t], self.obs_s_vrmin[t], self.obs_s_vrmax[t] = res.b_old, res.v_rmin, res.v_rmax
             if res.fired:
                 # Eq. 25: overwrite the step V_th^t
@@ -175,16 +182,17 @@ class SpikingLayer(nn.Module):
 
     def _renew_weight_step(self) -> None:
         c = self.config
-        B = int(width_value(float(self.weight_width.detach()), c.weight_bound))
-        q_min, q_max = weight_grid(B)
-        formula = c.convention.renewal_formula
+        B = int(width_value(float(self.weight_width.detach()), c.weight_bound, c.convention.width_abs))
         w = self.weight.detach()
         groups = list(w) if c.per_channel_step else [w]
+        steps = self.weight_step.detach().reshape(-1)
         for i, X in enumerate(groups):
             if B == int(self.obs_w_bold[i]):  # Alg. 1 step 1
                 continue
-            res = R.observe(X, B, int(self.obs_w_bold[i]), float(self.obs_w_vrmin[i]), float(self.obs_w_vrmax[i]),
-                            q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=None, formula=formula)
+            # Alg. 1-2 (C8, C9 choose the grid; C10: a convolution rescales its step instead)
+            res = R.observe_weight(X, B, int(self.obs_w_bold[i]), float(self.obs_w_vrmin[i]),
+                                   float(self.obs_w_vrmax[i]), float(steps[i]), conv=self.weight.dim() > 2,
+                                   convention=c.convention, K=c.renewal_K, p=c.renewal_p)
             self.obs_w_bold[i], self.obs_w_vrmin[i], self.obs_w_vrmax[i] = res.b_old, res.v_rmin, res.v_rmax
             if res.fired:
                 # Eq. 25: overwrite the step S_q

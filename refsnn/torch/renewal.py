@@ -21,7 +21,8 @@ import math
 import torch
 import torch.distributed as dist
 
-from ..method.renewal import EPS, ObserverResult, check_grid, renewed_step
+from ..method.renewal import EPS, ObserverResult, check_grid, renewed_step, rescaled_step
+from ..method.weight_quant import weight_grid
 from .functions import round_half_away
 
 
@@ -71,9 +72,10 @@ def lsq_init(mean_abs: float, q_max: int) -> float:
     return max(2.0 * mean_abs / math.sqrt(q_max), EPS)
 
 
-def grid_scores(X: torch.Tensor, q_min: int, q_max: int, K: int, p: float, symmetric) -> tuple:
+def grid_scores(X: torch.Tensor, q_min: int, q_max: int, K: int, p: float, symmetric,
+                one_bit_sign: bool = False) -> tuple:
     """Alg. 2's K scores over the global batch: ``(scores (K,) float64 tensor, lows, highs)``; scores are
-    +inf for every k when X has no spread."""
+    +inf for every k when X has no spread.  ``one_bit_sign``: row C9 (levels sgn(X/s), sgn(0) = -1)."""
     K, p = check_grid(K, p)
     X = X.detach().reshape(-1).double()
     v_min, v_max = global_min_max(X)
@@ -93,8 +95,12 @@ def grid_scores(X: torch.Tensor, q_min: int, q_max: int, K: int, p: float, symme
         lo = -hi if symmetric else 0.0
         # Alg. 2: s = (hi - lo) / (q_max - q_min)
         s = (hi - lo) / (q_max - q_min)
-        # Alg. 2: Xq = s * clip(round(X / s), q_min, q_max)
-        Xq = s * torch.clamp(round_half_away(X / s), q_min, q_max)
+        if one_bit_sign:
+            # C9 (official): Xq = s * sgn(X / s), sgn(0) = -1
+            Xq = s * torch.where(X / s > 0, 1.0, -1.0).to(X.dtype)
+        else:
+            # Alg. 2: Xq = s * clip(round(X / s), q_min, q_max)
+            Xq = s * torch.clamp(round_half_away(X / s), q_min, q_max)
         # Alg. 2: score = mean(|Xq - X|^p), the mean over the global batch
         sums.append(float(torch.abs(Xq - X).pow(p).sum()))
         lows[k - 1], highs[k - 1] = lo, hi
@@ -102,10 +108,11 @@ def grid_scores(X: torch.Tensor, q_min: int, q_max: int, K: int, p: float, symme
     return scores, lows, highs
 
 
-def grid_search(X: torch.Tensor, q_min: int, q_max: int, K: int = 100, p: float = 2.4, symmetric=None) -> tuple:
+def grid_search(X: torch.Tensor, q_min: int, q_max: int, K: int = 100, p: float = 2.4, symmetric=None,
+                one_bit_sign: bool = False) -> tuple:
     """Alg. 2 over the global batch: ``(V'_min, V'_max, best score)``; ``(0, 0, inf)`` when X has no spread.
     The first candidate with the lowest score wins (the listing's strict ``score < best``)."""
-    scores, lows, highs = grid_scores(X, q_min, q_max, K, p, symmetric)
+    scores, lows, highs = grid_scores(X, q_min, q_max, K, p, symmetric, one_bit_sign)
     if not math.isfinite(float(scores.min())):
         return 0.0, 0.0, math.inf
     k = int(torch.argmin(scores))   # the first minimum, as the strict comparison of Alg. 2
@@ -113,13 +120,16 @@ def grid_search(X: torch.Tensor, q_min: int, q_max: int, K: int = 100, p: float 
 
 
 def observe(X: torch.Tensor, B: int, b_old: int, v_rmin: float, v_rmax: float, q_min: int, q_max: int, *,
-            K: int = 100, p: float = 2.4, symmetric=None, formula: str = "paper") -> ObserverResult:
+            K: int = 100, p: float = 2.4, symmetric=None, formula: str = "paper",
+            one_bit_sign: bool = False) -> ObserverResult:
     """Alg. 1, one observer, one forward pass (see ``refsnn.method.renewal.observe``), over all ranks."""
     # Alg. 1 step 1: if B == B_old, do nothing
     if int(B) == int(b_old):
         return ObserverResult(False, None, int(b_old), v_rmin, v_rmax)
+    # C9: at B = 1 on the grid {-1, 1} the official code scores with sgn
+    sign_grid = bool(one_bit_sign) and int(B) == 1 and (q_min, q_max) == (-1, 1)
     # Alg. 1 steps 3-4: V_min, V_max of the (global) batch, then the grid search of Alg. 2
-    lo, hi, score = grid_search(X, q_min, q_max, K, p, symmetric)
+    lo, hi, score = grid_search(X, q_min, q_max, K, p, symmetric, sign_grid)
     if not math.isfinite(score):  # X has no spread: nothing to fit, keep the step (refsnn's Decision)
         return ObserverResult(False, None, int(B), v_rmin, v_rmax)
     # Eq. 24: V_rmin = min(V'_min, V_rmin), V_rmax = max(V'_max, V_rmax)
@@ -129,3 +139,22 @@ def observe(X: torch.Tensor, B: int, b_old: int, v_rmin: float, v_rmax: float, q
     step = renewed_step(v_rmin, v_rmax, q_min, q_max, formula, symmetric=sym)
     # Alg. 1 step 7: B_old = B
     return ObserverResult(True, step, int(B), v_rmin, v_rmax)
+
+
+def observe_weight(X: torch.Tensor, B: int, b_old: int, v_rmin: float, v_rmax: float, step: float, *, conv: bool,
+                   convention, K: int = 100, p: float = 2.4) -> ObserverResult:
+    """Alg. 1 for one weight quantizer under a convention (rows C5, C8, C9, C10), over all ranks; see
+    ``refsnn.method.renewal.observe_weight``."""
+    c = convention
+    if conv and c.conv_weight_rescale:
+        # Alg. 1 step 1: if B == B_old, do nothing
+        if int(B) == int(b_old):
+            return ObserverResult(False, None, int(b_old), v_rmin, v_rmax)
+        # C10: rescale by the ratio of the grid spans; the running range is left as it was
+        return ObserverResult(True, rescaled_step(step, weight_grid(b_old), weight_grid(B)), int(B), v_rmin, v_rmax)
+    q_min, q_max = weight_grid(B)
+    # C8: the official weight observer searches lo = -hi always
+    return observe(X, B, b_old, v_rmin, v_rmax, q_min, q_max, K=K, p=p,
+                   symmetric=True if c.weight_grid_symmetric else None, formula=c.renewal_formula,
+                   one_bit_sign=c.one_bit_grid_sign)
+
