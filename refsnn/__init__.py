@@ -1,7 +1,7 @@
 """refsnn: the reference implementation of adaptive bit allocation for spiking neural networks.
 
 Yao et al., "Towards Efficient and Accurate Spiking Neural Networks via Adaptive
-Bit Allocation" (arXiv:2506.23717).  The specification is METHOD.md; each
+Bit Allocation" (arXiv:2506.23717).  The specification is docs/method.md; each
 equation is cited by number where it is computed.
 """
 from .autograd import Tensor, gradcheck, no_grad, tensor

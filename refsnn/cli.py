@@ -57,7 +57,7 @@ def _error(msg: str) -> int:
 # demo
 # ---------------------------------------------------------------------------------------------
 DEMO_CRITERIA = {"accuracy": 0.95, "tolerance": 0.3}
-#: `demo --events` (sequential mode, METHOD.md 14): T is fixed, so only W and S are checked.
+#: `demo --events` (sequential mode, docs/method.md §14): T is fixed, so only W and S are checked.
 EVENTS_DEMO_CRITERIA = {"accuracy": 0.90, "tolerance": 0.3}
 
 
@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default: ./refsnn-out, or ./refsnn-out-events "
                                                "with --events)")
     p.add_argument("--events", action="store_true",
-                   help="sequential mode (T = 4 fixed, METHOD.md 14) on the embedded event digits, W/S 4/4 -> 2/2; "
+                   help="sequential mode (T = 4 fixed, docs/method.md §14) on the embedded event digits, W/S 4/4 -> 2/2; "
                         "settings: refsnn/configs/demo_events.toml")
     p.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help="override the number of epochs (>= 1)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs on 320 training samples")
@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("ablate", help="run the paper's ablation tables (3, 8) and write ABLATIONS.md",
-                       description="Train every cell of the paper's ablation tables (METHOD.md section 15) on the "
+                       description="Train every cell of the paper's ablation tables (docs/method.md §15) on the "
                                    "bundled digits, several seeds, resumable; write ABLATIONS.md and figures.")
     p.add_argument("--tables", default="3,8", help="comma-separated table numbers (default: 3,8)")
     p.add_argument("--quick", action="store_true", help="a few cells, one seed, 2 epochs on 320 samples (< 1 min)")

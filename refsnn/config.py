@@ -28,7 +28,7 @@ A run is described by one ``TrainConfig``; a TOML file mirrors it section by sec
     lam_s = 4e-2
     lam_T = 1e-2
 
-    [renewal]                    # METHOD.md section 9
+    [renewal]                    # docs/method.md §9
     mode = "spike"               # "none", "spike", "weight", "both"
     K = 100
     p = 2.4
@@ -40,7 +40,7 @@ A run is described by one ``TrainConfig``; a TOML file mirrors it section by sec
     momentum = 0.9
     weight_decay = 1e-4          # on kind == "weight" only
     schedule = "cosine"
-    [optim.lr]                   # per parameter kind; missing kinds: METHOD.md section 11
+    [optim.lr]                   # per parameter kind; missing kinds: docs/method.md §11
     time = 1e-2
 
     [data]
@@ -168,7 +168,7 @@ class RegulateConfig:
 
 @dataclass
 class RenewalConfig:
-    """[renewal]: METHOD.md section 9 (Alg. 1-2 and the switching-off rule)."""
+    """[renewal]: docs/method.md §9 (Alg. 1-2 and the switching-off rule)."""
     mode: str = "spike"              # "none", "spike" (Act.-only, paper default), "weight", "both" (Bilateral)
     K: int = 100                     # Alg. 2 candidates
     p: float = 2.4                   # Alg. 2 score power
@@ -193,7 +193,7 @@ class RenewalConfig:
 
 @dataclass
 class OptimConfig:
-    """[optim]: optimizer and schedule (METHOD.md section 11)."""
+    """[optim]: optimizer and schedule (docs/method.md §11)."""
     name: str = "sgd"                # "sgd" or "adam"
     momentum: float = 0.9
     nesterov: bool = False

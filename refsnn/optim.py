@@ -1,4 +1,4 @@
-"""Optimizers and the learning-rate schedule of Algorithm A.1 (METHOD.md section 11).
+"""Optimizers and the learning-rate schedule of Algorithm A.1 (docs/method.md §11).
 
     SGD   momentum 0.9, weight decay 1e-4 on ``kind == "weight"`` parameters only
     Adam  an option (not the paper's)
@@ -15,7 +15,7 @@ groups are ``optimizer.param_groups`` (as torch; ``optimizer.groups`` is the sam
 Parameters with ``requires_grad=False`` (frozen widths) or without a gradient
 (``grad is None``: not reached by this loss) are skipped: their value and their
 optimizer state stay as they are.  After every step each updated threshold V_th
-and weight step S_q is clamped to >= eps = 1e-5 (METHOD.md section 3): the clamp
+and weight step S_q is clamped to >= eps = 1e-5 (docs/method.md §3): the clamp
 belongs to the parameter's ``kind``, whatever the grouping (a group's own
 ``min_value``, if any, is applied too).  A gradient or a parameter with NaN or
 inf is an error naming the parameter, raised before anything is updated
@@ -42,10 +42,10 @@ import numpy as np
 from .method.renewal import EPS
 from .nn.module import PARAMETER_KINDS
 
-#: METHOD.md section 11: learning rate per parameter kind.
+#: docs/method.md §11: learning rate per parameter kind.
 DEFAULT_LR = {"weight": 0.1, "bias": 0.1, "bn": 0.1, "threshold": 0.1, "weight_step": 0.1,
               "spike_width": 0.1, "weight_width": 0.1, "time": 1e-2}
-#: Kinds whose values must stay >= eps after a step (METHOD.md section 3).
+#: Kinds whose values must stay >= eps after a step (docs/method.md §3).
 CLAMPED_KINDS = ("threshold", "weight_step")
 
 
@@ -53,7 +53,7 @@ def param_groups(model, lr: dict | None = None, weight_decay: float = 1e-4) -> l
     """One group per parameter kind present in ``model``, in ``PARAMETER_KINDS`` order.
 
     ``lr``: {kind: learning rate}, missing kinds take ``DEFAULT_LR``.  Weight decay
-    goes to the ``"weight"`` group only (METHOD.md section 11); thresholds and
+    goes to the ``"weight"`` group only (docs/method.md §11); thresholds and
     weight steps get ``min_value = eps``.
     """
     lr = dict(lr or {})
@@ -110,7 +110,7 @@ def _named_group(g: dict) -> dict:
 
 
 def clamp_floor(p, group: dict):
-    """The lower bound of ``p`` after a step: eps for thresholds and weight steps (METHOD.md section 3), the
+    """The lower bound of ``p`` after a step: eps for thresholds and weight steps (docs/method.md §3), the
     group's ``min_value`` if it has one (the larger of the two), or None."""
     bounds = [b for b in (EPS if getattr(p, "kind", None) in CLAMPED_KINDS else None, group.get("min_value"))
               if b is not None]
@@ -217,7 +217,7 @@ class Optimizer:
                 self._update(p, grad, state, g)
                 floor = clamp_floor(p, g)
                 if floor is not None:
-                    # METHOD.md section 3: thresholds and steps stay >= eps
+                    # docs/method.md §3: thresholds and steps stay >= eps
                     np.maximum(p.data, p.data.dtype.type(floor), out=p.data)
 
     def set_lr_factor(self, factor: float) -> None:
@@ -276,7 +276,7 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with momentum (METHOD.md section 11: momentum 0.9)."""
+    """Stochastic gradient descent with momentum (docs/method.md §11: momentum 0.9)."""
 
     defaults = {"momentum": 0.9, "weight_decay": 0.0, "nesterov": False}
     buffer_names = ("momentum",)

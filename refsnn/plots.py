@@ -32,7 +32,7 @@ def save_figure(fig, path) -> Path:
 
 
 def plot_wst_history(history: list, initial: dict, targets: dict, path) -> Path:
-    """Average W, S, T (METHOD.md section 2) per epoch, epoch 0 = initial widths; targets dashed."""
+    """Average W, S, T (docs/method.md §2) per epoch, epoch 0 = initial widths; targets dashed."""
     epochs = [0] + [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharex=True)
     names = {"W": "weight bit width W", "S": "spike bit width S", "T": "time steps T"}

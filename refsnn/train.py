@@ -1,4 +1,4 @@
-"""Training: Algorithm A.1 of the paper (METHOD.md section 11).
+"""Training: Algorithm A.1 of the paper (docs/method.md §11).
 
     initialise widths (e.g. 4/4/2); steps by the LSQ rule at the first training batch   (inside the layers)
     for epoch:
@@ -6,7 +6,7 @@
             forward            (observers renew steps where widths changed, while renewal is on; Alg. 1-2)
             L_total = cross-entropy + Eq. 21
             backward; SGD step (momentum 0.9, weight decay on weights only, lr per parameter kind); cosine schedule
-        check the switching-off rule (METHOD.md section 9), per kind; evaluate;
+        check the switching-off rule (docs/method.md §9), per kind; evaluate;
         log W/S/T, Bit Budget, S-ACE, S-ACE*, size, accuracy
 
 ``Trainer`` holds everything of one run: the model, the optimizer, the schedule,
@@ -154,7 +154,7 @@ class Trainer:
         self.history: list = []        # one record per completed epoch
         self.progress = Progress(progress or cfg.progress, stream)
         self.out_dir = Path(cfg.out_dir)
-        # the averages before training: the reference point of the switching-off rule (METHOD.md section 9)
+        # the averages before training: the reference point of the switching-off rule (docs/method.md §9)
         self.initial = self.costs().as_dict()
         self.initial.pop("layers")
 
@@ -235,7 +235,7 @@ class Trainer:
         return loss_sum / max(seen, 1), correct / max(seen, 1)
 
     def costs(self):
-        """ModelCost of the current widths (METHOD.md section 2, Eq. 7-8, App. A.6)."""
+        """ModelCost of the current widths (docs/method.md §2, Eq. 7-8, App. A.6)."""
         from .models.costing import model_costs
         return model_costs(self.model, self.input_shape)
 
@@ -243,7 +243,7 @@ class Trainer:
         return any(bool(getattr(l, buffer)) for _, l in self.layers)
 
     def apply_switch_off(self, cost) -> list:
-        """METHOD.md section 9: per kind, switch renewal off for good once, after ``min_epochs`` epochs,
+        """docs/method.md §9: per kind, switch renewal off for good once, after ``min_epochs`` epochs,
         |average - target| < 0.24 |initial average - target| (weight: W, spike: S); ``[renewal] rule = "release"``:
         the authors' signed variant (``refsnn.method.renewal.should_switch_off_release``).  Returns the kinds
         switched off."""

@@ -1,4 +1,4 @@
-"""Convention rows C6-C11 (METHOD.md section 10, refsnn/method/conventions.py): each test flips ONE row of the
+"""Convention rows C6-C11 (docs/method.md §10, refsnn/method/conventions.py): each test flips ONE row of the
 paper convention and names exactly the arrays that change (the C1-C5 flips are in tests/test_golden.py)."""
 import math
 

@@ -1,4 +1,4 @@
-"""refsnn.models.costing: MACs, S-ACE, Bit Budget and size of whole models (METHOD.md section 2, Eq. 7-8)."""
+"""refsnn.models.costing: MACs, S-ACE, Bit Budget and size of whole models (docs/method.md §2, Eq. 7-8)."""
 import json
 import math
 
@@ -10,7 +10,7 @@ from refsnn.models import (format_cost_table, get_model, layer_costs, model_cost
                            tiny_resnet)
 
 
-# --------------------------------------------------------------------------- hand MACs (METHOD.md section 2)
+# --------------------------------------------------------------------------- hand MACs (docs/method.md §2)
 def out_size(h, k, s, p):
     return (h + 2 * p - k) // s + 1
 

@@ -1,4 +1,4 @@
-"""Event data: streams, frames (METHOD.md 14), the DVS-Gesture rule, the event digits, AEDAT readers."""
+"""Event data: streams, frames (docs/method.md §14), the DVS-Gesture rule, the event digits, AEDAT readers."""
 
 from __future__ import annotations
 

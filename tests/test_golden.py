@@ -139,7 +139,7 @@ def test_inputs_are_float32_exact_and_shared_by_all_sets():
 
 # -------------------------------------------------------------------------------------------- conventions
 def test_a_case_differs_between_conventions_only_where_method_md_says():
-    """METHOD.md section 10: every difference is one of the rows C1-C11 the case lists; inputs never differ."""
+    """docs/method.md §10: every difference is one of the rows C1-C11 the case lists; inputs never differ."""
     paper, official = manifest("paper-float64"), manifest("official-float64")
     assert [c["name"] for c in paper["cases"]] == [c["name"] for c in official["cases"]]
     n_diff = 0

@@ -3,7 +3,7 @@
 Four kinds of check:
 
 1. numba == NumPy twin, bit for bit (np.array_equal), on every output, for every flag.
-2. NumPy twin == an independent per-element transcription of METHOD.md written here with
+2. NumPy twin == an independent per-element transcription of docs/method.md written here with
    Python floats (float64; elementwise outputs to 1e-12, sums to 1e-10 relative).
 3. Finite differences. The forward pass is piecewise constant in I and V_th, so its true
    derivative is 0 almost everywhere and finite differences of the forward pass say nothing
@@ -41,7 +41,7 @@ LN2 = math.log(2.0)
 
 
 def levels(B, domain):
-    """(q_min, q_max), written from METHOD.md 5.1-5.2 (not from the kernel)."""
+    """(q_min, q_max), written from docs/method.md §5.1-5.2 (not from the kernel)."""
     if domain == "positive":
         return 0, 2**B - 1
     if B == 1:
@@ -136,7 +136,7 @@ def test_numba_equals_numpy_every_flag_combination_several_blocks(dtype):
 
 
 def emit_ref(u, B, domain, shift):
-    """S^t from METHOD.md Eq. 14 / Eq. 15 (bidirectional flooring: clip(floor(u), -q, q))."""
+    """S^t from docs/method.md Eq. 14 / Eq. 15 (bidirectional flooring: clip(floor(u), -q, q))."""
     q_min, q_max = levels(B, domain)
     if domain == "positive":
         return float(min(max(math.floor(u + shift), q_min), q_max))
@@ -147,7 +147,7 @@ def emit_ref(u, B, domain, shift):
 
 
 def reference(I, v_th, bits, T, gy, *, domain, shift, tau, reset_decay, bptt, lsq, factor):
-    """Forward (Eq. 12-15) and backward (METHOD.md 6.1-6.3, 6.6) element by element."""
+    """Forward (Eq. 12-15) and backward (docs/method.md §6.1-6.3, §6.6) element by element."""
     x = [float(a) for a in I.reshape(-1)]
     g = [float(a) for a in gy.reshape(-1)]
     N = len(x)

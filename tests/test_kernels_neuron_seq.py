@@ -1,4 +1,4 @@
-"""Tests of refsnn.kernels.neuron_seq: the sequential neuron (METHOD.md 14; Eq. 3-5, 13-15, 16-17, 20).
+"""Tests of refsnn.kernels.neuron_seq: the sequential neuron (docs/method.md §14; Eq. 3-5, 13-15, 16-17, 20).
 
 1. numba == NumPy twin bit for bit, every flag, refined and prior-art neuron.
 2. Against the squeeze kernel: T = 1 is the same neuron bit for bit; a constant current
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from refsnn.kernels import neuron as nk
 from refsnn.kernels import neuron_seq as ns
-from test_kernels_neuron import levels, q_of_real_B  # the levels as METHOD.md writes them
+from test_kernels_neuron import levels, q_of_real_B  # the levels as docs/method.md writes them
 
 SETTINGS = dict(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 DTYPES = (np.float32, np.float64)

@@ -1,7 +1,7 @@
-"""Tests of refsnn.kernels.quant: the weight quantizer (Eq. 6) and its gradients (METHOD.md 6.4).
+"""Tests of refsnn.kernels.quant: the weight quantizer (Eq. 6) and its gradients (docs/method.md §6.4).
 
 1. numba == NumPy twin, bit for bit, on every output.
-2. NumPy twin == an independent per-element transcription of METHOD.md 3 and 6.4 (float64).
+2. NumPy twin == an independent per-element transcription of docs/method.md §3 and §6.4 (float64).
 3. Finite differences of the frozen-residual surrogate ``s (clip(x, q_min, q_max) + r)``,
    ``r = level - clip(x)`` frozen at the point, ``q = 2^{B-1} - 1`` read at a real B. The
    quantizer itself is piecewise constant in w, so its own finite differences are 0 almost
@@ -27,7 +27,7 @@ LN2 = math.log(2.0)
 
 
 def levels(B):
-    """(q_min, q_max) from METHOD.md 3 (not from the kernel)."""
+    """(q_min, q_max) from docs/method.md §3 (not from the kernel)."""
     return (-1, 1) if B == 1 else (-(2 ** (B - 1) - 1), 2 ** (B - 1) - 1)
 
 
@@ -76,7 +76,7 @@ def test_numba_equals_numpy_bitwise(shape, per_channel, B, dtype, lsq, factor, s
 
 
 def reference(w, step, B, gwq, lsq, factor):
-    """Eq. 6 and METHOD.md 6.4 element by element, with Python floats."""
+    """Eq. 6 and docs/method.md §6.4 element by element, with Python floats."""
     C = step.size
     per = w.size // C
     q_min, q_max = levels(B)

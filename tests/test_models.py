@@ -1,4 +1,4 @@
-"""refsnn.models: architectures of METHOD.md section 12, naming, per-layer options, determinism."""
+"""refsnn.models: architectures of docs/method.md §12, naming, per-layer options, determinism."""
 import numpy as np
 import pytest
 
@@ -14,7 +14,7 @@ def conv_w(cin, cout, k):
 
 
 def hand_weight_count(stem_c, stem_k, blocks, widths, classes, in_c=3):
-    """Conv and linear weight elements of a ResNet with BasicBlocks and 1x1 projections (METHOD.md 12)."""
+    """Conv and linear weight elements of a ResNet with BasicBlocks and 1x1 projections (docs/method.md §12)."""
     n = conv_w(in_c, stem_c, stem_k)
     c = stem_c
     for i, (nb, w) in enumerate(zip(blocks, widths)):
@@ -217,7 +217,7 @@ def test_resnet20_forward_shape_float32():
         out = m(refsnn.tensor(x))
     assert out.shape == (2, 10) and out.dtype == np.float32 and np.isfinite(out.data).all()
     assert m.layer3[0].conv1.out_shape == (512, 8, 8) and m.fc.in_shape == (512,)
-    # MACs after the forward pass (METHOD.md 2): stem 32^2*27*128, stage 1 6*32^2*9*128^2,
+    # MACs after the forward pass (docs/method.md §2): stem 32^2*27*128, stage 1 6*32^2*9*128^2,
     # stages 2 and 3: (16^2 | 8^2) * (9*C*2C + 5*9*(2C)^2 + C*2C), classifier 512*10
     macs = 1024 * 27 * 128 + 6 * 1024 * 9 * 128 ** 2 + 256 * (9 * 128 * 256 + 5 * 9 * 256 ** 2 + 128 * 256) \
         + 64 * (9 * 256 * 512 + 5 * 9 * 512 ** 2 + 256 * 512) + 5120
@@ -225,7 +225,7 @@ def test_resnet20_forward_shape_float32():
 
 
 def _block_by_hand(block, x, sew):
-    """The block of METHOD.md 12 composed by hand from its own sub-modules (eval mode)."""
+    """The block of docs/method.md §12 composed by hand from its own sub-modules (eval mode)."""
     F = refsnn.functional
     h = F.relu(block.bn1(block.conv1(x)))
     h = block.bn2(block.conv2(h))

@@ -1,4 +1,4 @@
-"""Sequential mode (METHOD.md 14): the tape op ``sequential_neuron`` (and the prior-art neuron, Eq. 3-5).
+"""Sequential mode (docs/method.md §14): the tape op ``sequential_neuron`` (and the prior-art neuron, Eq. 3-5).
 
 The op's gradients are STE/LSQ gradients, so finite differences of the op itself say nothing.
 ``gradcheck`` is run on a probe primitive whose forward is the *STE/LSQ surrogate* of the neuron
@@ -140,7 +140,7 @@ def test_bad_input():
         sequential_neuron(refsnn.tensor(np.zeros((2, 4))), V, B, rounding="ceil")
 
 
-# -- layers and models in sequential mode (METHOD.md 14) ---------------------------------------------
+# -- layers and models in sequential mode (docs/method.md §14) ---------------------------------------------
 from refsnn.method import regulate  # noqa: E402
 from refsnn.models.resnet import tiny_resnet  # noqa: E402
 from refsnn.nn import SpikingConfig, SpikingConv2d, SpikingLinear  # noqa: E402

@@ -1,4 +1,4 @@
-"""Spikformer (METHOD.md 13): layout and parameter counts, the neuron-only layer, SSA gradients, costs, bad input."""
+"""Spikformer (docs/method.md §13): layout and parameter counts, the neuron-only layer, SSA gradients, costs, bad input."""
 import numpy as np
 import pytest
 
@@ -14,7 +14,7 @@ from verify.forward_reading import neuron_point, neuron_surrogate
 
 # --------------------------------------------------------------------------- hand counts
 def hand_counts(L, D, C, classes, mlp_ratio=4):
-    """(conv/linear weights + head bias, BN channels) of Spikformer-L-D (METHOD.md 13)."""
+    """(conv/linear weights + head bias, BN channels) of Spikformer-L-D (docs/method.md §13)."""
     sps = 9 * (C * D // 8 + D // 8 * D // 4 + D // 4 * D // 2 + D // 2 * D) + 9 * D * D  # four convs + RPE
     block = D * 3 * D + D * D + 2 * D * mlp_ratio * D  # qkv, proj, fc1, fc2 (no bias: BN follows)
     head = D * classes + classes
@@ -133,7 +133,7 @@ def _ssa_core_np(q, k, v, heads, scale):
 @pytest.mark.parametrize("T", [1, 2])
 def test_ssa_gradients_through_qkv_neurons_match_the_surrogate(convention, T):
     """Tape gradients of L = sum r * SSA(N_q(a_q), N_k(a_k), N_v(a_v)) with one shared T, against central
-    differences of the same SSA built on the neurons' STE/LSQ surrogate (verify/forward_reading.py, METHOD.md 6).
+    differences of the same SSA built on the neurons' STE/LSQ surrogate (verify/forward_reading.py, docs/method.md §6).
     Threshold and width gradients carry the LSQ scale g = 1/sqrt(N q_max) on top (verify/gradients.py)."""
     rng = np.random.default_rng(T)
     n, L, D, heads, scale = 2, 3, 4, 2, 0.125
@@ -173,7 +173,7 @@ def test_ssa_gradients_through_qkv_neurons_match_the_surrogate(convention, T):
             gB = g if conv.bit_grad_lsq else 1.0
             assert tV[i].grad[t] == pytest.approx(g * fd("V_", i, t), rel=1e-5, abs=1e-7)
             assert tB[i].grad[t] == pytest.approx(gB * fd("B_", i, t), rel=1e-5, abs=1e-7)
-    # the shared T: one parameter, the sum of the three neurons' METHOD.md 6.5 gradients
+    # the shared T: one parameter, the sum of the three neurons' docs/method.md §6.5 gradients
     gT = (loss(T_=T + h) - loss(T_=T - h)) / (2 * h)
     assert float(tT.grad) == pytest.approx(gT, rel=1e-5, abs=1e-7)
 

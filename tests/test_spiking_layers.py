@@ -1,5 +1,5 @@
 """SpikingConv2d / SpikingLinear: wiring of the method ops, LSQ initialisation, renewal inside the layer,
-the regulating loss over layers, and the conventions row by row (METHOD.md section 10)."""
+the regulating loss over layers, and the conventions row by row (docs/method.md §10)."""
 import math
 from dataclasses import replace
 
@@ -22,7 +22,7 @@ def rand(shape, seed=0, positive=False, rg=True):
     return refsnn.tensor(np.abs(x) if positive else x, requires_grad=rg)
 
 
-# -- the ops pass the kernels' gradients through unchanged, and T gets METHOD.md 6.5 -----------
+# -- the ops pass the kernels' gradients through unchanged, and T gets docs/method.md §6.5 -----------
 @pytest.mark.parametrize("convention", ["paper", "official"])
 def test_neuron_op_wiring(convention):
     I = rand((3, 4, 5), positive=True)
@@ -40,7 +40,7 @@ def test_neuron_op_wiring(convention):
     np.testing.assert_array_equal(I.grad, gI)
     np.testing.assert_array_equal(v_th.grad, gv)
     np.testing.assert_array_equal(bits.grad, gb)
-    # METHOD.md 6.5: dL/dThat = sum_j dL/dy_j (-y_j / T)
+    # docs/method.md §6.5: dL/dThat = sum_j dL/dy_j (-y_j / T)
     assert T.grad == pytest.approx(-np.sum(g * y_ref) / 2)
 
 
@@ -96,7 +96,7 @@ def test_lsq_initialisation_on_first_training_batch_only():
     layer = SpikingLinear(10, 3, config=SpikingConfig(weight_bits=3, spike_bits=2))
     x = rand((8, 10), positive=True)
     layer(x)
-    # METHOD.md section 11: S_q = 2 mean|w| / sqrt(q_max), V_th = 2 mean|a| / sqrt(q_max)
+    # docs/method.md §11: S_q = 2 mean|w| / sqrt(q_max), V_th = 2 mean|a| / sqrt(q_max)
     assert layer.weight_step.data == pytest.approx(2 * np.mean(np.abs(layer.weight.data)) / math.sqrt(3))
     np.testing.assert_allclose(layer.threshold.data, 2 * np.mean(np.abs(x.data)) / math.sqrt(3))
     before = layer.threshold.data.copy()

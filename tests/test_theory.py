@@ -1,4 +1,4 @@
-"""Property tests of the theory checks in ``verify/`` (METHOD.md section 8).
+"""Property tests of the theory checks in ``verify/`` (docs/method.md §8).
 
 All hypothesis tests are derandomized and have no deadline; Monte Carlo uses
 fixed seeds. Each test states the inequality it asserts, so a wrong derivation

@@ -1,4 +1,4 @@
-"""Tests of the method checks in ``verify/``: renewal (Alg. 1-2), gradients (METHOD.md 6)
+"""Tests of the method checks in ``verify/``: renewal (Alg. 1-2), gradients (docs/method.md §6)
 and the gradient flow through time (6.6, C3).
 
 Each module's quick run (at reduced sizes) must pass, and the analytic statements the

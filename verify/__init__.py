@@ -1,5 +1,5 @@
 """Numerical and analytical checks of the theory of Yao et al. (arXiv:2506.23717),
-METHOD.md section 8 (step-size mismatch: flooring vs rounding, Theorem 1,
+docs/method.md §8 (step-size mismatch: flooring vs rounding, Theorem 1,
 Lemma 1, the bidirectional version, accumulation, expected error increase).
 
 Each claim has its own runnable module (``python -m verify.theorem1``);

@@ -1,4 +1,4 @@
-"""Accumulation over a tensor or over T time steps (section 8 of METHOD.md,
+"""Accumulation over a tensor or over T time steps (section 8 of docs/method.md,
 after Lemma 1): some element's error grows with probability ``1 - (1 - p)^n``.
 
 **What is checked.**

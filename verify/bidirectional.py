@@ -4,7 +4,7 @@
 ``q = 2^{b-1} - 1``, ``x_q = s clip(round(x/s), -q, q)`` for ``b >= 2`` and
 ``x_q = s sgn(x)`` (levels ``+-s``, ``sgn(0) = -1``) for ``b = 1``.
 
-**Step choice (not given by METHOD.md).** METHOD.md section 8 only says
+**Step choice (not given by docs/method.md).** docs/method.md §8 only says
 "symmetric grid; the same statement with |x|" and does not state the step. We
 use ``s = 3 sigma / q``: the clip points are ``+-3 sigma``, the symmetric twin
 of Theorem 1's ``s = 3 sigma/(2^b - 1)`` (clip point ``3 sigma``). It is also

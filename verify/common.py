@@ -1,5 +1,5 @@
 """Shared pieces of the theory checks: the result record, the quantizers of
-METHOD.md (Eq. 6, 14, 15 and the Theorem 1 quantizer), exact interval
+docs/method.md (Eq. 6, 14, 15 and the Theorem 1 quantizer), exact interval
 machinery for half-normal data, and Monte Carlo helpers.
 
 Everything here works in *step units*: ``u = x / s`` (for signed data
@@ -61,10 +61,10 @@ class Result:
 
 
 # --------------------------------------------------------------------------- #
-# Rounding and the quantizers of METHOD.md
+# Rounding and the quantizers of docs/method.md
 # --------------------------------------------------------------------------- #
 def round_half_away(u):
-    """round-half-away-from-zero (METHOD.md notation section), computed exactly.
+    """round-half-away-from-zero (docs/method.md notation section), computed exactly.
 
     ``sign(u) * floor(|u| + 1/2)`` is the textbook formula, but forming
     ``|u| + 1/2`` in floating point rounds ``0.49999999999999994`` up to 1.0.

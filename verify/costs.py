@@ -1,8 +1,8 @@
 """Cost columns of the paper's tables: Bit Budget, S-ACE (G) and Size (MB) from the
-architectures and W/S/T alone (METHOD.md section 2, Eq. 7-8; architectures of section 12).
+architectures and W/S/T alone (docs/method.md §2, Eq. 7-8; architectures of section 12).
 
 For a model whose layers all run at one setting W/S/T (B_w = W, B_s^t = S for
-t <= T, T_l = T), METHOD.md section 2 gives
+t <= T, T_l = T), docs/method.md §2 gives
 
     Bit Budget = W * S * T                                   (Eq. 7; the averages are W, S, T)
     S-ACE      = W * S * T * sum_{l spiking} MACs_l          (Eq. 8)
@@ -17,7 +17,7 @@ Two independent routes give each number:
 * **refsnn**: the models of ``refsnn.models`` (built in float32), one forward pass
   of a zero image to learn the shapes, ``refsnn.models.model_costs(model, shape, wst)``;
 * **hand**: the per-layer MACs and weight counts re-derived here from the
-  architecture description of METHOD.md section 12 with plain integer arithmetic
+  architecture description of docs/method.md §12 with plain integer arithmetic
   (output size ``floor((H + 2p - k) / s) + 1``), without ``refsnn``.
 
 *ok* means the two routes agree exactly (integers) on MACs, S-ACE, S-ACE* and size.
@@ -44,7 +44,7 @@ ROWS = [
      [(16, 1, 1), (16, 1, 4), (16, 1, 6), (16, 2, 4), (8, 8, 1)]),
 ]
 
-#: METHOD.md section 12, as plain numbers: stem (C_out, k, stride, max pool), blocks, widths, strides.
+#: docs/method.md §12, as plain numbers: stem (C_out, k, stride, max pool), blocks, widths, strides.
 ARCH = {
     "resnet20": dict(stem=(128, 3, 1, False), blocks=(3, 3, 3), widths=(128, 256, 512), strides=(1, 2, 2)),
     "resnet18": dict(stem=(64, 3, 1, False), blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2)),
@@ -59,7 +59,7 @@ def _out(h: int, k: int, s: int, p: int) -> int:
 
 
 def hand_layers(model: str, shape: tuple) -> list:
-    """[(name, MACs, N_w)] of every conv / linear layer, by hand (METHOD.md sections 2 and 12)."""
+    """[(name, MACs, N_w)] of every conv / linear layer, by hand (docs/method.md §2 and §12)."""
     a = ARCH[model]
     c_in, h, _ = shape
     c, k, s, pool = a["stem"]

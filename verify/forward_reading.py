@@ -1,4 +1,4 @@
-"""An independent NumPy reading of the forward pass (Eq. 6, 12-15), written from METHOD.md and not from
+"""An independent NumPy reading of the forward pass (Eq. 6, 12-15), written from docs/method.md and not from
 the library, for the finite-difference checks of ``verify.gradients``: the spike levels and emission,
 the neuron at a point and its straight-through surrogate (the forward with the regime of every element
 frozen, whose exact derivative is what the STE/LSQ gradients claim to be), and the same for the weight

@@ -1,4 +1,4 @@
-"""Gradients (METHOD.md section 6): every VJP of the library checked against
+"""Gradients (docs/method.md §6): every VJP of the library checked against
 central finite differences of the function whose derivative it claims to be.
 
 **What is differentiated.** The forward pass of the method is piecewise
@@ -28,7 +28,7 @@ evaluation point exactly what the STE treats as constant:
   surrogate is ``q(B) = q_max(B0) + F (2^{B - B0} - 1)`` with ``F`` the factor;
 * **input**: the clipped identity (the previous two items with ``dShat/dv``);
 * **temporal length**: ``y(T) = (1/T) sum_{t <= T0} Shat^t`` with the spike sum
-  of the ``T0`` steps run fixed (METHOD.md 6.5);
+  of the ``T0`` steps run fixed (docs/method.md §6.5);
 * **through the membrane** (6.6): the surrogate spikes are chained through Eq. 13,
   ``v^t = (1/tau) v^{t-1} + I - Shat^{t-1}`` (paper, full BPTT), so that
   ``dv^t/dv^{t-1} = 1/tau`` and ``dv^t/dShat^{t-1} = -1``. Under the official
@@ -73,7 +73,7 @@ from .forward_reading import bit_factor, neuron_point, neuron_surrogate, spike_g
 
 TOL = 1e-6
 H = 1e-6
-CLAIM = "Gradients (METHOD.md 6)"
+CLAIM = "Gradients (docs/method.md §6)"
 
 
 # --------------------------------------------------------------------------- #
@@ -371,7 +371,7 @@ def run(quick: bool, seed: int = 0) -> list[Result]:
 def report(results) -> str:
     rows = [r.data["row"] for r in results if "row" in r.data]
     a = [r.data["cases"] for r in results if "cases" in r.data][0]
-    tab = md_table(["gradient (METHOD.md)", "surrogate differentiated", "max rel. err. paper",
+    tab = md_table(["gradient (docs/method.md)", "surrogate differentiated", "max rel. err. paper",
                     "max rel. err. official", "cases"],
                    [[r["name"], r["surrogate"], f"{r['paper']:.1e}", f"{r['official']:.1e}", r["n"]] for r in rows])
     grid = sorted({(c["domain"], c["rounding"], c["T"], c["tau"], c["bits"], c["impl"]) for c in a["neuron"]})

@@ -1,7 +1,7 @@
 """Theorem 1 (Eq. 22): probability that the quantization error grows when the
 bit width drops from ``b`` to ``b' < b`` and the step ``s`` is kept.
 
-**Setting (METHOD.md section 8).** ``x = |N(0, sigma^2)|``,
+**Setting (docs/method.md §8).** ``x = |N(0, sigma^2)|``,
 ``N = 2^b - 1``, ``N' = 2^{b'} - 1``, ``s = 3 sigma / N``,
 ``x_q = s clip(round(x/s), 0, N)``, ``x_q' = s clip(round(x/s), 0, N')`` (same
 ``s``), ``Err = (x - x_q)^2``, ``Err' = (x - x_q')^2``, round = half away from

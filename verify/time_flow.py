@@ -1,4 +1,4 @@
-"""Gradient flow through time (METHOD.md 6.6, convention C3): what each step's
+"""Gradient flow through time (docs/method.md §6.6, convention C3): what each step's
 threshold ``V_th^t``, each step's width ``B^t`` and the input ``I`` receive,
 for T = 2 and 3, under the paper convention (full BPTT through the membrane
 carry and the soft reset) and the official one (carry and reset detached).
@@ -62,7 +62,7 @@ elements in range at T, earlier steps get ``(1 - 1/tau)``-weighted remainders.
 
 **Measurements.** (1) Random inputs: post-ReLU ``I = max(N(0,1), 0)`` (positive
 neuron) and ``N(0,1)`` (bidirectional), B = 2 and 4 at every step, thresholds
-by the LSQ rule of METHOD.md 11, ``gy ~ N(0,1)``; the library's kernel
+by the LSQ rule of docs/method.md §11, ``gy ~ N(0,1)``; the library's kernel
 (``refsnn.kernels.neuron``) under both conventions, compared element by element
 with the closed forms above. (2) The trained ``tiny_resnet`` of
 ``verify.fixture``, shared with ``verify.renewal_effect`` (trained at T = 2; for T = 3 the third step keeps its

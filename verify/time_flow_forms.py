@@ -143,7 +143,7 @@ def random_inputs(n: int, seed: int):
                 z = rng.standard_normal(n)
                 I = np.maximum(z, 0.0) if domain == "positive" else z
                 lo, hi = _levels(Bv, domain)
-                V = np.full(3, 2.0 * float(np.mean(np.abs(I))) / math.sqrt(hi))  # METHOD.md 11 (LSQ init)
+                V = np.full(3, 2.0 * float(np.mean(np.abs(I))) / math.sqrt(hi))  # docs/method.md §11 (LSQ init)
                 gy = rng.standard_normal(n)
                 res = analyse_case(I, gy, V, np.full(3, Bv), T, domain)
                 rows.append({"domain": domain, "B": Bv, "T": T, **res})

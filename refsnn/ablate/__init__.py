@@ -1,4 +1,4 @@
-"""The paper's ablations as one command (METHOD.md section 15; ``refsnn ablate``).
+"""The paper's ablations as one command (docs/method.md §15; ``refsnn ablate``).
 
     registry   the tables: rows (targets) x columns (variants), the paper's numbers, the orderings it claims
     cells      one training run per cell and seed, stored as JSON (resumable), progress and time left

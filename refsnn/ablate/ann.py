@@ -1,4 +1,4 @@
-"""Table 8's mixed-precision ANN (METHOD.md section 15): the same ResNet without time (T = 1, ReLU), every
+"""Table 8's mixed-precision ANN (docs/method.md §15): the same ResNet without time (T = 1, ReLU), every
 conv/linear layer quantizing its input activations and its weights with Uhlich et al.'s (d, q_max)
 quantizer (``refsnn.method.mixed_precision``), the widths derived from d and q_max, and a penalty on
 the average widths (Eq. 21's form, lam_T = 0: T is 1) that meets the same W/S targets as the SNN.
@@ -164,7 +164,7 @@ def tiny_resnet_ann(num_classes: int = 10, seed: int = 0, dtype=np.float64) -> R
 
 
 def ann_costs(model) -> dict:
-    """W, S (T = 1), Bit Budget W*S and size of the ANN's current integer widths (METHOD.md section 2)."""
+    """W, S (T = 1), Bit Budget W*S and size of the ANN's current integer widths (docs/method.md §2)."""
     layers = [m for _, m in quant_layers(model)]
 
     class _Rec:  # the record wst_averages reads

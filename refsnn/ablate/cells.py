@@ -51,7 +51,7 @@ def base_config(quick: bool, epochs: int | None = None) -> TrainConfig:
 
 
 def cell_config(row: Row, variant: Variant, seed: int, quick: bool, epochs: int | None = None) -> TrainConfig:
-    """METHOD.md section 15: U-quant. = widths frozen at the target, no renewal, no Eq. 21; LBW = learnable widths
+    """docs/method.md §15: U-quant. = widths frozen at the target, no renewal, no Eq. 21; LBW = learnable widths
     from 4/4/2 with Eq. 21 towards the target; "+ ... renew" = LBW with renewal on the named quantizers."""
     cfg = base_config(quick, epochs)
     W, S, T = row.target

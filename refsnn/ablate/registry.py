@@ -1,4 +1,4 @@
-"""The ablation tables of the paper (METHOD.md section 15) as data: rows x columns of variants.
+"""The ablation tables of the paper (docs/method.md §15) as data: rows x columns of variants.
 
 A ``Table`` has rows (``Row``: a target W/S/T) and columns (``Variant``: how a run is set up); each
 cell is one training run per seed, built from the table's base configuration by ``Variant.apply``
@@ -24,7 +24,7 @@ INITIAL = (4.0, 4.0, 2.0)
 class Variant:
     """One column: ``kind`` "snn" (refsnn.train.Trainer) or "ann" (refsnn.ablate.ann); ``learn``: the widths
     are learnable (Eq. 9-11, 16-21) from INITIAL, else frozen at the target with no Eq. 21 (U-quant.);
-    ``renewal``: METHOD.md section 9 mode; ``method`` / ``regulate`` / ``lr``: extra [method] / [regulate] /
+    ``renewal``: docs/method.md §9 mode; ``method`` / ``regulate`` / ``lr``: extra [method] / [regulate] /
     [optim.lr] changes, as (key, value) pairs."""
     key: str
     label: str

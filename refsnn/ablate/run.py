@@ -1,4 +1,4 @@
-"""``refsnn ablate``: run the ablation tables (METHOD.md section 15) and write ABLATIONS.md with figures.
+"""``refsnn ablate``: run the ablation tables (docs/method.md §15) and write ABLATIONS.md with figures.
 
     refsnn ablate [--tables 3,8] [--quick] [--seeds N] [--epochs N] [--jobs N] [--out DIR] [--dataset digits]
 
@@ -55,7 +55,7 @@ def _header(tables, quick, seeds, epochs, wall, n_cells) -> str:
         f"{', '.join(t.number for t in tables)}; {n_cells} cells x {seeds} seed(s), {epochs} epochs each, "
         f"tiny_resnet on the bundled UCI digits (refsnn/configs/demo.toml otherwise); wall time {wall:.0f} s on "
         f"{platform.machine()} with {os.cpu_count()} CPUs.", "",
-        "Variants (METHOD.md section 15): U-quant. = widths fixed at the target, not learnable, no renewal, no "
+        "Variants (docs/method.md §15): U-quant. = widths fixed at the target, not learnable, no renewal, no "
         "Eq. 21; LBW = learnable widths from 4/4/2 with Eq. 21 towards the target, no renewal; "
         "\"+ ... renew\" = LBW with step-size renewal (Alg. 1-2) on the weight quantizers / both / the spike "
         "quantizers.  The paper's numbers are ResNet20 on CIFAR-10 after 200 epochs: compare orderings, not "

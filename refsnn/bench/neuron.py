@@ -17,7 +17,7 @@ and writes gI, so ``2 (T + 2) N`` floats -- divided by its time, against the ban
 of a large ``np.copyto`` (read + write) measured in the same run. Times are the best
 of ``--repeats`` runs after a warm-up. Prints a Markdown table.
 
-``--sequential`` times the sequential neuron instead (refsnn.kernels.neuron_seq, METHOD.md 14):
+``--sequential`` times the sequential neuron instead (refsnn.kernels.neuron_seq, docs/method.md §14):
 a current of shape 32x128x32x32 per step, T steps, no squeeze; a pass must move at least
 ``6 T N`` floats (forward reads I, writes Shat and v; backward reads dL/dShat and v, writes dL/dI).
 No torch yardstick there.

@@ -9,7 +9,7 @@ torch expressions, so that the benchmark compares the same work on the same thre
   reset by subtraction, squeeze ``y = (1/T) sum_{t<=T} V_th^t S^t``;
 * quantized weights (Eq. 6): ``w_q = S_q clip(round(w / S_q), -q, q)``, straight-through;
 * widths B = round(clip(Bhat, 1, bound)) straight-through (Eq. 9-11); the regulating loss (Eq. 21);
-* the layout of METHOD.md 13 (SPS, SSA with one qkv layer and Q/K/V neurons sharing T, MLP, head),
+* the layout of docs/method.md §13 (SPS, SSA with one qkv layer and Q/K/V neurons sharing T, MLP, head),
   cross-entropy, backward, SGD with momentum and weight decay.
 
 The LSQ gradient scales and the conventions' details are left out: they are a few
@@ -66,7 +66,7 @@ def _quantizers(torch, time_bound: int):
 
 
 def _network(torch, Neuron, QLayer, dim, depth, heads, classes):
-    """Spikformer-``depth``-``dim`` (METHOD.md 13) built from the torch quantizers."""
+    """Spikformer-``depth``-``dim`` (docs/method.md §13) built from the torch quantizers."""
     nn, Fn = torch.nn, torch.nn.functional
 
     def conv(cin, cout, bi=False):

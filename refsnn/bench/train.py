@@ -5,7 +5,7 @@ Cases (each in float32 and float64):
     resnet20     batch 16, random 3x32x32 inputs, 10 classes   (the paper's CIFAR model)
     tiny_resnet  batch 64, the embedded digits (1x8x8)          (the demo's model)
     tiny_resnet_seq  batch 64, the event digits (T = 4 frames of 2x16x16), sequential mode
-                 (METHOD.md 14; the model of ``refsnn demo --events``: stem stride 2)
+                 (docs/method.md §14; the model of ``refsnn demo --events``: stem stride 2)
 
 Per case: one untimed warm-up step (LSQ initialisation, numba compilation), then
 ``--repeats`` timed steps; the median and the minimum are reported.  Memory: the
@@ -20,7 +20,7 @@ K candidates on the data of the quantizer that changed).
 With ``--against torch`` every case is also timed in the PyTorch port (``refsnn.torch.bench``: the
 same model, batch and step) with as many torch threads as numba has, and the table gets the port's
 median and the ratio refsnn / port per model and dtype.  The port has no Spikformer: for
-``spikformer_4_384`` (batch 16, random 3x32x32, METHOD.md 13) the yardstick is the same step written in
+``spikformer_4_384`` (batch 16, random 3x32x32, docs/method.md §13) the yardstick is the same step written in
 PyTorch eager in ``refsnn.bench.torch_spikformer``.
 
     python -m refsnn.bench.train [--quick] [--repeats N] [--models resnet20,tiny_resnet,spikformer_4_384]
@@ -42,7 +42,7 @@ CASES = {"resnet20": {"batch": 16, "data": "random 3x32x32"}, "tiny_resnet": {"b
          "spikformer_4_384": {"batch": 16, "data": "random 3x32x32"},
          "tiny_resnet_seq": {"batch": 64, "data": "event digits 4x2x16x16"}}
 LARGE = ("resnet20", "spikformer_4_384")  # fewer repeats by default
-#: the sequential case: T = 4 fixed, no squeeze (METHOD.md 14), as in refsnn/configs/demo_events.toml
+#: the sequential case: T = 4 fixed, no squeeze (docs/method.md §14), as in refsnn/configs/demo_events.toml
 SEQ_T = 4
 #: cases the PyTorch port cannot run (it has no sequential mode): timed in refsnn only under --against torch
 NO_TORCH = ("tiny_resnet_seq",)

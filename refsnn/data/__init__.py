@@ -25,7 +25,7 @@ from .loader import DataLoader
 from .synthetic import make_synthetic
 
 DATASET_NAMES = ("digits", "cifar10", "cifar100", "synthetic", "event_digits", "cifar10_dvs", "dvs_gesture")
-#: Data sets whose samples are event frames (N, T, 2, H, W) for sequential mode (METHOD.md 14).
+#: Data sets whose samples are event frames (N, T, 2, H, W) for sequential mode (docs/method.md §14).
 EVENT_DATASETS = ("event_digits", "cifar10_dvs", "dvs_gesture")
 
 #: Default sizes of `get_dataset("synthetic", ...)` when ``n`` is not given.

@@ -1,4 +1,4 @@
-"""CIFAR10-DVS and DVS128 Gesture from a local copy in their released formats (METHOD.md 14).
+"""CIFAR10-DVS and DVS128 Gesture from a local copy in their released formats (docs/method.md §14).
 
 Nothing is downloaded. Frames are computed once per (copy, split, settings) and cached as
 ``.npz`` in ``cache_dir`` (default: refsnn.data.event_digits.default_cache_dir()).

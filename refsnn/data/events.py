@@ -1,4 +1,4 @@
-"""Event-camera data: event streams, frames, and the slice rule of DVS-Gesture (METHOD.md 14).
+"""Event-camera data: event streams, frames, and the slice rule of DVS-Gesture (docs/method.md §14).
 
 An event stream is a structured array of dtype :data:`EVENT_DTYPE` with fields
 
@@ -9,7 +9,7 @@ An event stream is a structured array of dtype :data:`EVENT_DTYPE` with fields
 
 :func:`to_frames` integrates a stream into T frames of 2 channels (channel 0 counts OFF
 events, channel 1 ON events), the representation of SpikingJelly and Spikformer; a
-sequential-mode network reads frame t at step t (METHOD.md 14).
+sequential-mode network reads frame t at step t (docs/method.md §14).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def slice_index(t: np.ndarray, T: int, split_by: str) -> np.ndarray:
 
 
 def to_frames(events, T: int, height: int, width: int, split_by: str = "number", dtype=np.float64) -> np.ndarray:
-    """Integrate an event stream into frames of shape ``(T, 2, height, width)`` (METHOD.md 14).
+    """Integrate an event stream into frames of shape ``(T, 2, height, width)`` (docs/method.md §14).
 
     ``frames[k, c, y, x]`` = number of events of polarity ``c`` (0 OFF, 1 ON) at pixel (x, y)
     in slice k of :func:`slice_index` (``split_by`` "number" or "time"). An empty stream gives

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "gives byte-identical files.")
     w.add_argument("dir", metavar="DIR")
     w.add_argument("--convention", choices=("paper", "official", "both"), default="both",
-                   help="METHOD.md section 10 (default: both)")
+                   help="docs/method.md §10 (default: both)")
     w.add_argument("--dtype", choices=("float64", "float32", "both"), default="both", help="default: both")
     w.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the drawn inputs (default {DEFAULT_SEED})")
     w.add_argument("--cases", nargs="+", metavar="GLOB", help="only the cases whose name matches a glob")

@@ -1,4 +1,4 @@
-"""Golden cases for the convention rows C6-C10 (METHOD.md section 10; golden revision 2, docs/golden.md).
+"""Golden cases for the convention rows C6-C10 (docs/method.md §10; golden revision 2, docs/golden.md).
 
 They use the kinds of ``cases.py`` (``weight_quant``, ``grid_search``, ``observer``) with the params those
 kinds read; each exercises rows that the cases of revision 1 leave untouched:

@@ -1,5 +1,5 @@
 """Golden cases of whole models: the regulating loss over tiny_resnet (Eq. 21 with the averages of
-METHOD.md 2) and the cost model of the paper's architectures (Eq. 7-8, App. A.6), with the tiny_resnet
+docs/method.md §2) and the cost model of the paper's architectures (Eq. 7-8, App. A.6), with the tiny_resnet
 helpers they share with ``train_step.py``.  The ``Case`` record and the conventions of a case are
 described in ``refsnn.golden.cases``.
 """
@@ -73,7 +73,7 @@ def layer_table(model, costs=None) -> dict:
 
 
 # =============================================================================================
-# regulating loss (Eq. 21 with the averages of METHOD.md 2)
+# regulating loss (Eq. 21 with the averages of docs/method.md §2)
 # =============================================================================================
 REG_LAYER_CONFIGS = {"layer1.0.conv2": {"learn_weight_bits": False, "learn_spike_bits": False, "learn_time": False},
                      "layer2.0.conv1": {"temporal_wise": False},
@@ -93,7 +93,7 @@ def make_regulate(seed) -> list:
     p["layers"] = [n for n, _ in layers]
     return [Case(name, "regulate",
                  "Regulating loss (Eq. 21) over tiny_resnet with mixed per-layer widths (one layer frozen, one with "
-                 "widths shared over time, the classifier with a frozen T): the averages W, S, T of METHOD.md "
+                 "widths shared over time, the classifier with a frozen T): the averages W, S, T of docs/method.md "
                  "section 2 (weighted by N_w and N_f of a 1x8x8 input), the loss, and its gradient to every "
                  "learnable width parameter (Bhat_w, Bhat_s^t, That) through the straight-through round.",
                  ["Eq. 9", "Eq. 10", "Eq. 11", "Eq. 21", "METHOD.md 2", "METHOD.md 7"], p, arrays,
@@ -118,7 +118,7 @@ def compute_regulate(p, a):
     out = {"output.W": avg["W"].data, "output.S": avg["S"].data, "output.T": avg["T"].data, "output.loss": loss.data}
     out.update(layer_table(model))
     out["output.n_f"] = i64([int(np.prod(l.in_shape)) for l in layers])
-    # METHOD.md 7: layers whose widths are all frozen are left out of the averages
+    # docs/method.md §7: layers whose widths are all frozen are left out of the averages
     out["output.counted"] = i64([_counted(l) for l in layers])
     for name, l in spiking_layers(model):
         for pn in WIDTH_PARAMS:
@@ -129,7 +129,7 @@ def compute_regulate(p, a):
 
 
 # =============================================================================================
-# cost model (Eq. 7-8, App. A.6, METHOD.md 2)
+# cost model (Eq. 7-8, App. A.6, docs/method.md §2)
 # =============================================================================================
 COSTS = {
     "cost_resnet20_W4S4T2": dict(model="resnet20", input_shape=[3, 32, 32], wst=[4, 4, 2], input_neuron=True),

@@ -1,4 +1,4 @@
-"""Golden cases of Spikformer (METHOD.md 13): one SSA block, and a training step of tiny_spikformer.
+"""Golden cases of Spikformer (docs/method.md §13): one SSA block, and a training step of tiny_spikformer.
 
 ``ssa_block``: a spiking self-attention block alone (``refsnn.models.SSA``: the shared-input
 qkv layer, BN over token features, the Q/K/V neurons with their own widths and one shared
@@ -83,7 +83,7 @@ def _ssa_prepare(p, seed, x, dt=np.float64):
         l.time.data[...] = D.f32(t)
     m.train()
     with no_grad():
-        m(Tensor(x))  # METHOD.md 11: the LSQ initialisation at the first batch
+        m(Tensor(x))  # docs/method.md §11: the LSQ initialisation at the first batch
     rng = D.case_rng(seed, SSA_NAME + "/bn")
     for name, prm in m.named_parameters():
         if prm.kind == "bn":
@@ -114,7 +114,7 @@ def make_ssa(seed) -> list:
     for k, v in state.items():
         arrays[("param." if k in params else "input.state.") + k] = v
     f64 = tuple(f"input.state.{k}" for k in state if "obs_" in k and state[k].dtype == np.float64)
-    desc = ("One spiking self-attention block (METHOD.md 13) on 2 x 4 tokens of 8 features, 2 heads, scale 0.125, "
+    desc = ("One spiking self-attention block (docs/method.md §13) on 2 x 4 tokens of 8 features, 2 heads, scale 0.125, "
             "training mode, renewal off, thresholds and weight steps given: qkv = BN(x W_qkv) (one input neuron "
             "for W_q, W_k, W_v), Q = N_q(q), K = N_k(k), V = N_v(v) with their own widths and one shared T, "
             "A = Q K^T * scale per head, O = A V, y = BN(O W_o). Outputs: Q, K, V (squeezed neuron outputs), y, "
@@ -155,7 +155,7 @@ def compute_ssa(p, a):
 
 
 def make_train_step_spikformer(seed) -> list:
-    desc = ("One training step (Alg. A.1) of tiny_spikformer (METHOD.md 13) on 2 digits, exactly as "
+    desc = ("One training step (Alg. A.1) of tiny_spikformer (docs/method.md §13) on 2 digits, exactly as "
             "train_step_tiny_resnet: LSQ initialisation of the steps (first batch), observers renewing the steps "
             "whose rounded width changed (spike and weight; the Q/K/V neurons included), forward, cross-entropy + "
             "regulating loss (Eq. 21, the Q/K/V neurons counted in S and T), backward, SGD step. The Q/K/V neurons "

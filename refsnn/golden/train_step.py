@@ -3,12 +3,12 @@
 
 The state before the step is given in full (every parameter and every buffer):
 ``initialized = False`` in every layer, so the forward pass first initialises the
-steps by the LSQ rule (METHOD.md 11); renewal is on for spikes and weights
+steps by the LSQ rule (docs/method.md §11); renewal is on for spikes and weights
 (``renewal = "both"``) and some layers' rounded widths differ from their observers'
 recorded width, so those observers fire (Alg. 1-2, Eq. 24-25), one of them with a
 running range left from an earlier renewal.  Then the loss (cross-entropy + Eq. 21),
 the backward pass, and one SGD step with the learning rates per parameter kind of
-METHOD.md 11 (fresh momentum buffers: b = g at the first step).
+docs/method.md §11 (fresh momentum buffers: b = g at the first step).
 
 Inside a model the values that are rounded are not drawn by us but computed, so the
 model seed was searched (``search_seed``, from 0 up) for the first one where every
@@ -180,7 +180,7 @@ def decision_sites(model, x) -> dict:
             dec = np.concatenate([emitted_spikes(u[t], bits[t], domain=cfg.domain, rounding=cfg.rounding).ravel(),
                                   ((u[t] >= lo) & (u[t] <= hi)).ravel()])
             out[f"spike:{name}:{t}"] = (u[t].ravel(), dist[t].ravel(), dec)
-        if not l.has_weight:  # a neuron-only layer (METHOD.md 13): no weight quantizer
+        if not l.has_weight:  # a neuron-only layer (docs/method.md §13): no weight quantizer
             continue
         q_min, q_max = weight_grid(B_w)
         xw = D.weight_ratio(l.weight.data, l.weight_step.data).ravel()

@@ -95,7 +95,7 @@ def derive_tolerance(out64: dict, out32: dict) -> dict:
 
 
 def _eq_key(ref: str):
-    """Order of the ``equations`` entries: Eq., App., Alg., METHOD.md sections, conventions; numerically.
+    """Order of the ``equations`` entries: Eq., App., Alg., docs/method.md sections, conventions; numerically.
 
     Ties ("Alg. 1" and "Alg. A.1") are broken by the text, so the order never depends on a set's hash order."""
     kinds = ("Eq.", "App.", "Alg.", "METHOD.md", "C")

@@ -5,7 +5,7 @@ Three modules: this one (the forward pass, ``neuron_forward``, and the public en
 ``refsnn.kernels.spike`` (the spike levels and emission, the argument checks and ``BLOCK``,
 shared by both).
 
-Symbols (METHOD.md sections 5 and 6; one layer, so the index ``l`` is dropped)::
+Symbols (docs/method.md §5 and §6; one layer, so the index ``l`` is dropped)::
 
     I            analog input current, the same at every step: I^t = I      (5.1)
     V_th^t       threshold = spike amplitude at step t, t = 1..T            (5.1)
@@ -31,7 +31,7 @@ Gradients, with ``ind = [q_min <= u <= q_max]``, ``N`` = number of elements of I
     gS^t  = gy / T  - r gv^{t+1}        (Eq. 12 + reset path of Eq. 13, r = 1, or 1/tau under C4;
                                           the second term only with bptt, C3)
     gv^t  = gS^t ind + (1/tau) gv^{t+1} (Eq. 20 + carry of Eq. 13; the carry only with bptt, C3)
-    gI    = sum_t gv^t                  (dv^t/dI = 1, METHOD.md 6.6)
+    gI    = sum_t gv^t                  (dv^t/dI = 1, docs/method.md §6.6)
     g_vth[t]  = g   sum_j gS_j^t h_j    (App. A.6-A.7 positive, A.12-A.13 bidirectional)
     g_bits[t] = g_B sum_j gS_j^t k_j    (Eq. 16-17 positive, App. A.10-A.11 bidirectional)
     h = S - u inside, q_max above, q_min below  (bidirectional B = 1 inside: sgn(u) - u)
@@ -39,7 +39,7 @@ Gradients, with ``ind = [q_min <= u <= q_max]``, ``N`` = number of elements of I
     F = q_max + 1, or ``one_bit_factor`` when B = 1 (2 = q_max + 1 paper, 1 official: C2)
     g_B = g (paper) or 1 (official: C1)
 
-Conventions (METHOD.md section 10) map to flags: C1 ``bit_grad_lsq``, C2 ``one_bit_factor``,
+Conventions (docs/method.md §10) map to flags: C1 ``bit_grad_lsq``, C2 ``one_bit_factor``,
 C3 ``bptt``, C4 ``reset_decay``.
 
 Two implementations of every kernel: ``impl="numpy"``, the literal twin that follows the

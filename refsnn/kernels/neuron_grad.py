@@ -1,4 +1,4 @@
-"""Gradients of the refined spiking neuron (Eq. 16-17, 20, App. A.6-A.13, METHOD.md 6.6).
+"""Gradients of the refined spiking neuron (Eq. 16-17, 20, App. A.6-A.13, docs/method.md §6.6).
 
 The symbols, the gradient formulas and the agreement of the two implementations (NumPy twin,
 numba kernel, bit for bit) are in the docstring of ``refsnn.kernels.neuron``; the spike levels,
@@ -131,7 +131,7 @@ def _backward_numpy(gy, v, V_th, B, T, domain, shift, inv_tau, reset_decay, bptt
         else:
             # Eq. 20 (C3, official code: carry detached)
             gv = gS * ind
-        # METHOD.md 6.6: dv^t/dI = 1, so dL/dI = sum_t dL/dv^t
+        # docs/method.md §6.6: dv^t/dI = 1, so dL/dI = sum_t dL/dv^t
         gI = gI + gv
         gv_next = gv
     return gI, block_partial_sums(terms.reshape(2, T, -1))
@@ -231,7 +231,7 @@ def neuron_backward(
     gy, v, v_th, bits, T, *, domain="positive", shift=0.5, tau=1.0, reset_decay=False,
     bptt=True, bit_grad_lsq=True, one_bit_factor=2.0, impl="numba",
 ):
-    """Gradients of the refined neuron (Eq. 16-17, 20, App. A.6-A.7, A.10-A.13, METHOD.md 6.6).
+    """Gradients of the refined neuron (Eq. 16-17, 20, App. A.6-A.7, A.10-A.13, docs/method.md §6.6).
 
     Args:
         gy: dL/dy, shape and dtype of the forward input I.

@@ -1,6 +1,6 @@
-"""The spiking neuron in sequential mode: a current per time step, no squeeze (METHOD.md 14, 1).
+"""The spiking neuron in sequential mode: a current per time step, no squeeze (docs/method.md §14, §1).
 
-Symbols (METHOD.md sections 1, 5, 6 and 14; one layer, so the index ``l`` is dropped)::
+Symbols (docs/method.md §1, §5, §6 and §14; one layer, so the index ``l`` is dropped)::
 
     I^t          analog input current at step t, t = 1..T  (T = I.shape[0])
     V_th^t       threshold at step t
@@ -20,7 +20,7 @@ from the layers above, ``ind = [q_min <= u <= q_max]``, ``gain = a^t / V_th^t``
 
     gS^t  = gO^t - r gv^{t+1}           (reset path of Eq. 13, r = 1 or 1/tau under C4; only with bptt, C3)
     gv^t  = gS^t gain ind + (1/tau) gv^{t+1}   (Eq. 20 + carry of Eq. 13; the carry only with bptt, C3)
-    gI^t  = gv^t                        (dv^t/dI^t = 1, METHOD.md 6.6)
+    gI^t  = gv^t                        (dv^t/dI^t = 1, docs/method.md §6.6)
     g_vth[t]   = g   sum_j gS_j^t h_j   (App. A.6-A.7, A.12-A.13)
     g_bits[t]  = g_B sum_j gS_j^t k_j   (Eq. 16-17, App. A.10-A.11)
     g_alpha[t] = sum_j gS_j^t S_j^t     (Eq. 3-5 only: dShat/dalpha = S)
@@ -138,7 +138,7 @@ def _forward_kernel(I, v_th, amp, bits, qmin, qmax, bidir, shift, inv_tau, reset
 
 def seq_neuron_forward(I, v_th, bits, *, domain="positive", shift=0.5, tau=1.0, reset_decay=False,
                        amplitude=None, impl="numba"):
-    """Sequential spiking neuron, step by step, no squeeze (METHOD.md 14; Eq. 13-15, or Eq. 3-5).
+    """Sequential spiking neuron, step by step, no squeeze (docs/method.md §14; Eq. 13-15, or Eq. 3-5).
 
     Args:
         I: currents ``I^t``, shape ``(T, ...)`` (float32/float64); T = ``I.shape[0]``.
@@ -216,7 +216,7 @@ def _backward_numpy(gO, v, V_th, A, prior, B, domain, shift, inv_tau, reset_deca
         # Eq. 20 (times alpha/V_th for Eq. 3-5) + Eq. 13 carry (bptt, C3)
         d = gS * ind * gain if prior else gS * ind
         gv = d + inv_tau * gv_next if bptt else d
-        # METHOD.md 6.6: dv^t/dI^t = 1
+        # docs/method.md §6.6: dv^t/dI^t = 1
         gI[t] = gv
         gv_next = gv
     return gI, ng.block_partial_sums(terms.reshape(3, T, -1))
@@ -275,7 +275,7 @@ def _backward_kernel(gO, v, v_th, amp, prior, bits, qmin, qmax, kmag, bidir, shi
 
 def seq_neuron_backward(gO, v, v_th, bits, *, domain="positive", shift=0.5, tau=1.0, reset_decay=False,
                         amplitude=None, bptt=True, bit_grad_lsq=True, one_bit_factor=2.0, impl="numba"):
-    """Gradients of the sequential neuron per step (METHOD.md 6.1-6.3, 6.6; Eq. 16-17, 20, App. A.6-A.13).
+    """Gradients of the sequential neuron per step (docs/method.md §6.1-6.3, §6.6; Eq. 16-17, 20, App. A.6-A.13).
 
     Args:
         gO: dL/dShat, shape ``(T, ...)`` (the forward input's shape and dtype).

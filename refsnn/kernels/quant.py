@@ -1,16 +1,16 @@
-"""Weight quantizer (Eq. 6) and its gradients (Eq. 18-19, App. A.8-A.9; METHOD.md 3 and 6.4).
+"""Weight quantizer (Eq. 6) and its gradients (Eq. 18-19, App. A.8-A.9; docs/method.md §3 and §6.4).
 
 Symbols::
 
     S_q      learnable step, layer-wise (0-d) or one per output channel (1-D, len = w.shape[0])
-    s        = max(S_q, eps), eps = 1e-5             (METHOD.md 3: steps kept >= eps in the forward)
+    s        = max(S_q, eps), eps = 1e-5             (docs/method.md §3: steps kept >= eps in the forward)
     x_i      = w_i / s                                (Eq. 6)
     B_w >= 2:  q = 2^{B_w - 1} - 1;  w_q,i = s clip(round(x_i), -q, q)      (Eq. 6)
     B_w  = 1:  w_q,i = s sgn(x_i)                                           (Eq. 6)
     q_min = -q, q_max = q   (-1, 1 when B_w = 1)
     round(x) = sign(x) floor(|x| + 1/2),  sgn(x) = +1 if x > 0 else -1
 
-Gradients (METHOD.md 6.4), with ``N`` = number of elements sharing one step (``w.size``
+Gradients (docs/method.md §6.4), with ``N`` = number of elements sharing one step (``w.size``
 layer-wise, ``w.size / w.shape[0]`` per channel) and ``g = 1/sqrt(N q_max)``::
 
     dL/dw_i    = dL/dw_q,i [q_min <= x_i <= q_max]                        (STE, Eq. 18-19)
@@ -19,7 +19,7 @@ layer-wise, ``w.size / w.shape[0]`` per channel) and ``g = 1/sqrt(N q_max)``::
     dL/dBhat_w = g_B sum_i dL/dw_q,i sign(x_i) s F ln2 [x_i outside [q_min, q_max]]   (App. A.9)
     F = q_max + 1, or ``one_bit_factor`` when B_w = 1 (2 paper, 1 official: C2); g_B = g or 1 (C1)
 
-The official convention (METHOD.md section 10) changes two of these: C6 ``dL/dS_q = g (g M_c) sum_i ...``
+The official convention (docs/method.md §10) changes two of these: C6 ``dL/dS_q = g (g M_c) sum_i ...``
 for convolution kernels (M_c = w.size / C_out), C7 ``N = w.size`` for per-channel steps.
 
 **Decision**: where ``S_q < eps`` the forward uses eps and the gradient to ``S_q`` is 0
@@ -43,7 +43,7 @@ from refsnn.kernels import _checks as chk
 __all__ = ["weight_quant_forward", "weight_quant_backward", "weight_levels", "EPS", "MAX_BITS"]
 
 LN2 = math.log(2.0)
-#: lower bound of the step size in the forward pass (METHOD.md section 3)
+#: lower bound of the step size in the forward pass (docs/method.md §3)
 EPS = 1e-5
 MAX_BITS = chk.MAX_BITS
 
@@ -93,7 +93,7 @@ def _check_args(w, step, bits, w_name="w"):
 
 
 def _clamped_step(step: np.ndarray) -> np.ndarray:
-    """METHOD.md 3: s = max(S_q, eps), in the dtype of the step (shape of step)."""
+    """docs/method.md §3: s = max(S_q, eps), in the dtype of the step (shape of step)."""
     return np.maximum(step, step.dtype.type(EPS))
 
 
@@ -154,7 +154,7 @@ def weight_quant_forward(w, step, bits, *, impl="numba"):
         w: weights (float32 or float64), any shape (``shape[0]`` = output channels).
         step: the step ``S_q``, a 0-d array (layer-wise) or a 1-D array of length
             ``w.shape[0]`` (per output channel), dtype of w. The forward uses
-            ``max(S_q, 1e-5)`` (METHOD.md 3).
+            ``max(S_q, 1e-5)`` (docs/method.md §3).
         bits: the weight bit width ``B_w``, an int in 1..24.
         impl: ``"numba"`` (default) or ``"numpy"`` (the literal twin); bit-identical.
 
@@ -201,24 +201,24 @@ def _reduce(terms, step, B, M, bit_grad_lsq, N=None, spread=0):
         # C6 (official, conv kernels): dL/dS_q = g (g M_c) sum_i dL/dw_q,i m_i, M_c = w.size / C_out
         gstep = (g * terms[0].sum(axis=1)) * dt(float(g) * spread)
     else:
-        # METHOD.md 6.4 (App. A.8): dL/dS_q = g sum_i dL/dw_q,i m_i
+        # docs/method.md §6.4 (App. A.8): dL/dS_q = g sum_i dL/dw_q,i m_i
         gstep = g * terms[0].sum(axis=1)
     # Decision: the clamp max(S_q, eps) passes no gradient where S_q < eps
     gstep[step.reshape(-1) < dt(EPS)] = 0
-    # METHOD.md 6.4 (App. A.9): dL/dBhat_w = g_B sum_i dL/dw_q,i k_i
+    # docs/method.md §6.4 (App. A.9): dL/dBhat_w = g_B sum_i dL/dw_q,i k_i
     gbits = np.asarray(g_B * terms[1].sum(), dtype=terms.dtype)
     return gstep.reshape(step.shape), gbits
 
 
 def _backward_numpy(gwq, w, s, B, one_bit_factor):
-    """Literal NumPy twin of METHOD.md 6.4. Returns (gw, terms of shape (2, *w.shape))."""
+    """Literal NumPy twin of docs/method.md §6.4. Returns (gw, terms of shape (2, *w.shape))."""
     dt = w.dtype.type
     S_q = _broadcast(s, w.ndim)
     q_min, q_max = weight_levels(B)
     # Eq. 6: x_i = w_i / S_q
     x = w / S_q
     inside = (q_min <= x) & (x <= q_max)
-    # METHOD.md 6.4 (Eq. 18-19, STE): dL/dw_i = dL/dw_q,i [q_min <= x_i <= q_max]
+    # docs/method.md §6.4 (Eq. 18-19, STE): dL/dw_i = dL/dw_q,i [q_min <= x_i <= q_max]
     gw = gwq * inside.astype(w.dtype)
     # App. A.8: m_i = round(x_i) - x_i inside (sgn(x_i) - x_i at B_w = 1), q_max above, q_min below
     m = np.where(inside, _levels_numpy(x, B) - x, np.where(x > q_max, dt(q_max), dt(q_min)))
@@ -258,7 +258,7 @@ def weight_quant_backward(
     gwq, w, step, bits, *, bit_grad_lsq=True, one_bit_factor=2.0, conv_spread=False, g_whole_tensor=False,
     impl="numba"
 ):
-    """Gradients of Eq. 6: to the weights, the step and the bit width (METHOD.md 6.4).
+    """Gradients of Eq. 6: to the weights, the step and the bit width (docs/method.md §6.4).
 
     Args:
         gwq: dL/dw_q, shape and dtype of w.

@@ -1,13 +1,13 @@
-"""The paper, one file per idea (METHOD.md sections 2-11).
+"""The paper, one file per idea (docs/method.md §2-11).
 
 parametrize   Eq. 9-11    learnable widths and temporal length, straight-through
 weight_quant  Eq. 6, 18-19, App. A.8-A.9
-neuron        Eq. 12-17, 20, App. A.6-A.7, A.10-A.13, METHOD.md 6.5-6.6
+neuron        Eq. 12-17, 20, App. A.6-A.7, A.10-A.13, docs/method.md §6.5-6.6
 renewal       Alg. 1-2, Eq. 24-25, the switching-off rule
 budget        Eq. 7-8, App. A.6 (cost model)
 regulate      Eq. 21
-conventions   METHOD.md section 10 (paper vs official code)
-protocol      the layer protocol (LayerWidths, LayerCost) and the one W/S/T average (METHOD.md section 2)
+conventions   docs/method.md §10 (paper vs official code)
+protocol      the layer protocol (LayerWidths, LayerCost) and the one W/S/T average (docs/method.md §2)
 """
 from . import budget, conventions, neuron, parametrize, protocol, regulate, renewal, weight_quant
 from .budget import LayerCost, ModelCost, model_cost, parse_wst, uniform

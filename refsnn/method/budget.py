@@ -1,5 +1,5 @@
 """Cost model: Bit Budget (Eq. 7), S-ACE (Eq. 8), the post-squeezing S-ACE* (App. A.6),
-the model averages W/S/T and the model size (METHOD.md section 2).
+the model averages W/S/T and the model size (docs/method.md §2).
 
 Works on ``LayerCost`` records (the cost half of the layer protocol,
 ``refsnn.method.protocol``): a spiking layer produces one from its shapes
@@ -23,7 +23,7 @@ class LayerCost:
     ``B_w``: weight width; ``B_s``: spike width of each of the ``T`` steps used;
     ``spiking``: False for a stem fed by the analog image (no input neuron),
     which is left out of S-ACE and of the S and T averages;
-    ``sequential``: the layer runs in sequential mode (METHOD.md 14): its weight op runs T times
+    ``sequential``: the layer runs in sequential mode (docs/method.md §14): its weight op runs T times
     and nothing is squeezed, so S-ACE* (the post-squeezing pipeline) is S-ACE itself.
     """
     name: str
@@ -47,12 +47,12 @@ class LayerCost:
     def s_ace(self) -> int:
         return self.macs * self.bit_budget
 
-    # App. A.6 (our reading, METHOD.md section 2 Decision): MACs * B_w * (max_t B_s^t + ceil(log2 T))
+    # App. A.6 (our reading, docs/method.md §2 Decision): MACs * B_w * (max_t B_s^t + ceil(log2 T))
     @property
     def s_ace_star(self) -> int:
         if not self.spiking:
             return 0
-        if self.sequential:  # METHOD.md 14: no squeeze; S-ACE = MACs * B_w * sum_t B_s^t (the weight op runs T times)
+        if self.sequential:  # docs/method.md §14: no squeeze; S-ACE = MACs * B_w * sum_t B_s^t (the weight op runs T times)
             return self.s_ace
         return self.macs * self.B_w * (max(self.B_s[: self.T]) + math.ceil(math.log2(self.T)))
 
@@ -77,7 +77,7 @@ class LayerCost:
 
 @dataclass
 class AttentionCost:
-    """The two weightless products of one spiking self-attention block (METHOD.md 13, decision).
+    """The two weightless products of one spiking self-attention block (docs/method.md §13, decision).
 
     ``tokens`` L, ``dim`` D; ``B_q``, ``B_k``, ``B_v``: the spike widths of N_q, N_k, N_v at
     each of the T steps of their shared temporal length.  Per sample:
@@ -132,7 +132,7 @@ class ModelCost:
     s_ace: int
     s_ace_star: int
     size_mb: float
-    attention: list = field(default_factory=list)  # AttentionCost of each self-attention block (METHOD.md 13)
+    attention: list = field(default_factory=list)  # AttentionCost of each self-attention block (docs/method.md §13)
 
     @property
     def size_bytes(self) -> float:
@@ -154,10 +154,10 @@ class ModelCost:
 
 
 def model_cost(layers: list, attention: list = ()) -> ModelCost:
-    """Model averages (METHOD.md section 2) and totals (Eq. 7-8, App. A.6); ``attention``: AttentionCost list."""
+    """Model averages (docs/method.md §2) and totals (Eq. 7-8, App. A.6); ``attention``: AttentionCost list."""
     if not layers:
         raise ValueError("model_cost: the model has no spiking weight layers")
-    # W, S, T of METHOD.md section 2 (an average over no spiking layer is 0)
+    # W, S, T of docs/method.md §2 (an average over no spiking layer is 0)
     avg = {k: (0.0 if v is None else v) for k, v in wst_averages(layers).items()}
     W, S, T = avg["W"], avg["S"], avg["T"]
     return ModelCost(

@@ -1,6 +1,6 @@
 """The two readings of the method: the paper (default) and the authors' released code.
 
-METHOD.md section 10.  Every row is one switch; nothing else differs.  "Release" below is the
+docs/method.md §10.  Every row is one switch; nothing else differs.  "Release" below is the
 authors' public code (github Ikarosy/Towards-Efficient-and-Accurate-Spiking-Neural-Networks-via-
 Adaptive-Bit-Allocation); each official entry names the file that computes it there.
 
@@ -18,7 +18,7 @@ Adaptive-Bit-Allocation); each official entry names the file that computes it th
 | C10 | conv weight step on a width change  | Alg. 1-2, Eq. 24-25                 | S' = S (q'_max - q'_min)/(q_max - q_min); no grid search, no running range |
 | C11 | widths B_w, B_s (Eq. 9, 11)         | round(clip(Bhat, 1, bound))         | round(clip(abs(Bhat), 1, bound)); T unchanged |
 
-C5 is a row we added (METHOD.md section 9 names the difference, "same value in
+C5 is a row we added (docs/method.md §9 names the difference, "same value in
 practice"): the two formulas agree whenever the observer's range contains 0 and is
 symmetric for a symmetric grid; they differ only for a range that excludes 0 or is
 asymmetric, i.e. only under the paper's C8 (a weight observer that searched lo = 0 once

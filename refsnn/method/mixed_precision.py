@@ -1,4 +1,4 @@
-"""The mixed-precision ANN baseline of Table 8 (METHOD.md section 15): Uhlich et al. 2019
+"""The mixed-precision ANN baseline of Table 8 (docs/method.md §15): Uhlich et al. 2019
 (arXiv:1905.11452), the "(d, q_max)" parametrization of a uniform quantizer, as two tape ops.
 
 A quantizer has a learnable step ``d > 0`` and a learnable range ``q_max > 0``; its width is derived:

@@ -1,9 +1,9 @@
-"""The refined multi-bit spiking neuron as a tape op: with temporal squeezing, or sequential (METHOD.md 14).
+"""The refined multi-bit spiking neuron as a tape op: with temporal squeezing, or sequential (docs/method.md §14).
 
 Forward: Eq. 13 (membrane), Eq. 14 (positive spikes) or Eq. 15 (bidirectional
 spikes), Eq. 12 (squeeze y = (1/T) sum_t V_th^t S^t), all T steps in one call.
 Backward: Eq. 20 (through the spike), App. A.6-A.7 / A.12-A.13 (thresholds),
-Eq. 16 and Eq. 17 / App. A.10-A.11 (spike widths), METHOD.md 6.5 (temporal length) and
+Eq. 16 and Eq. 17 / App. A.10-A.11 (spike widths), docs/method.md §6.5 (temporal length) and
 6.6 (through the membrane), under the paper or the official convention (C1-C4).
 The arithmetic lives in ``refsnn.kernels.neuron`` (numba, with its literal
 NumPy twin); this file wires it to the tape, and is the only way the layers reach it.
@@ -16,7 +16,7 @@ Public functions (``convention`` is a resolved :class:`~refsnn.method.convention
     emitted_spikes        the integer spikes S^t a membrane v^t emits (Eq. 14, Eq. 15)
     kernel_options        the kernel arguments a rounding and a convention select (shift, C4);
                           derived here once
-    sequential_neuron     the tape op of sequential mode (METHOD.md 14): a current per step, no squeeze,
+    sequential_neuron     the tape op of sequential mode (docs/method.md §14): a current per step, no squeeze,
                           Shat^t for every step; also the prior-art neuron of Eq. 3-5 (``alpha``)
     sequential_membrane   its membrane v^t, no tape (the data of the per-step observers, Alg. 1)
 """
@@ -76,7 +76,7 @@ def _neuron(ctx, I, v_th, bits, T, *, domain, rounding, tau, convention, impl):
 
 @_neuron.defvjp
 def neuron_vjp(ctx, g):
-    """Eq. 16, Eq. 17, Eq. 20, App. A.6-A.7, A.10-A.13 (in the kernel), and METHOD.md 6.5 for T."""
+    """Eq. 16, Eq. 17, Eq. 20, App. A.6-A.7, A.10-A.13 (in the kernel), and docs/method.md §6.5 for T."""
     kw = ctx.kwargs
     c = kw["convention"]
     I, v_th, bits, T = ctx.inputs
@@ -84,7 +84,7 @@ def neuron_vjp(ctx, g):
         np.ascontiguousarray(g), ctx.v, v_th, ctx.B, ctx.T, domain=kw["domain"], tau=kw["tau"], bptt=c.bptt,
         bit_grad_lsq=c.bit_grad_lsq, one_bit_factor=c.one_bit_factor, impl=kw["impl"],
         **kernel_options(kw["rounding"], c))
-    # METHOD.md 6.5 (Eq. 12 with Eq. 20): dL/dThat = dL/dT = sum_j dL/dy_j * (-y_j / T)
+    # docs/method.md §6.5 (Eq. 12 with Eq. 20): dL/dThat = dL/dT = sum_j dL/dy_j * (-y_j / T)
     g_T = -np.sum(g * ctx.out) / ctx.T
     return gI, g_vth, g_bits.astype(bits.dtype), np.asarray(g_T, dtype=T.dtype)
 
@@ -98,7 +98,7 @@ def spiking_neuron(I, v_th, bits, T, *, domain: str = "positive", rounding: str 
     bits: spike widths B_s^t as a float tensor of integers (from ``parametrized_width``, Eq. 9), shape (T_bound,).
     T: the temporal length T_l as a 0-d float tensor holding an integer (Eq. 10), 1 <= T <= T_bound.
     domain: "positive" (Eq. 14) or "bidirectional" (Eq. 15); rounding: "round" (shift 1/2) or "floor" (shift 0).
-    tau: 1 = IF (default), > 1 = LIF.  convention: a Convention (``PAPER``, ``OFFICIAL``, METHOD.md section 10;
+    tau: 1 = IF (default), > 1 = LIF.  convention: a Convention (``PAPER``, ``OFFICIAL``, docs/method.md §10;
     ``refsnn.method.get_convention`` resolves a name).
     """
     vt = _check_neuron_args("spiking_neuron", v_th, bits, domain, rounding, tau, convention)
@@ -128,7 +128,7 @@ def _check_neuron_args(fn, v_th, bits, domain, rounding, tau, convention):
 
 
 # ----------------------------------------------------------------------------------------------------
-# sequential mode (METHOD.md 14): a current per step, no squeeze; and the prior-art neuron (Eq. 3-5)
+# sequential mode (docs/method.md §14): a current per step, no squeeze; and the prior-art neuron (Eq. 3-5)
 # ----------------------------------------------------------------------------------------------------
 @primitive
 def _seq_neuron(ctx, I, v_th, bits, *alpha, domain, rounding, tau, convention, impl):
@@ -142,7 +142,7 @@ def _seq_neuron(ctx, I, v_th, bits, *alpha, domain, rounding, tau, convention, i
 
 @_seq_neuron.defvjp
 def seq_neuron_vjp(ctx, g):
-    """METHOD.md 6.1-6.3 per step and 6.6 through the membrane (C3/C4); dL/dalpha = sum gS S (Eq. 3)."""
+    """docs/method.md §6.1-6.3 per step and 6.6 through the membrane (C3/C4); dL/dalpha = sum gS S (Eq. 3)."""
     kw = ctx.kwargs
     c = kw["convention"]
     I, v_th, bits, *alpha = ctx.inputs
@@ -156,7 +156,7 @@ def seq_neuron_vjp(ctx, g):
 
 def sequential_neuron(I, v_th, bits, *, domain: str = "positive", rounding: str = "round", tau: float = 1.0,
                       convention: Convention = PAPER, impl: str = "numba", alpha=None) -> Tensor:
-    """The neuron in sequential mode (METHOD.md 14): ``Shat^t = V_th^t S^t`` for every step, no squeeze.
+    """The neuron in sequential mode (docs/method.md §14): ``Shat^t = V_th^t S^t`` for every step, no squeeze.
 
     I: currents ``I^t``, shape ``(T, ...)``; T = ``I.shape[0]`` is a constant of the run, 1 <= T <= len(v_th).
     v_th, bits: V_th^t and B_s^t (Eq. 9) of shape (T_bound,) as for :func:`spiking_neuron`.
@@ -186,7 +186,7 @@ def sequential_neuron(I, v_th, bits, *, domain: str = "positive", rounding: str 
 def sequential_membrane(I: np.ndarray, v_th: np.ndarray, bits, *, domain: str, rounding: str, tau: float,
                         convention: Convention, impl: str = "numba", alpha=None) -> np.ndarray:
     """Membrane potentials ``v^t`` (shape of I) of the sequential neuron, without the tape: the data X the
-    observer of step t watches (Alg. 1, METHOD.md 14). Plain arrays, as the kernel takes them."""
+    observer of step t watches (Alg. 1, docs/method.md §14). Plain arrays, as the kernel takes them."""
     # Eq. 13 with I^t (Eq. 4 with alpha): v^t = (1/tau) v^{t-1} + I^t - Shat^{t-1}
     _, v = _kseq.seq_neuron_forward(I, v_th, np.asarray(bits).astype(np.int64), domain=domain, tau=float(tau),
                                     amplitude=alpha, impl=impl, **kernel_options(rounding, convention))

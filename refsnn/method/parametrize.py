@@ -3,7 +3,7 @@
 Each integer width has a real parameter (the "hat") and a manually set integer
 bound.  The forward pass rounds the clipped parameter; the backward pass is
 straight-through: dL/dBhat = dL/dB, through both the rounding and the clip
-(METHOD.md section 4; paper and official code agree).  Row C11 of the
+(docs/method.md §4; paper and official code agree).  Row C11 of the
 official convention takes abs(Bhat) first for B_w and B_s^t (not for T).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def width_value(param, bound: int, use_abs: bool = False) -> np.ndarray:
     if use_abs:
         # C11 (official): the release widths come from abs(Bhat)
         data = np.abs(data)
-    # Eq. 9-11: B = round(clip(Bhat, 1, B_bound)), round half to even (METHOD.md section 4, Decision)
+    # Eq. 9-11: B = round(clip(Bhat, 1, B_bound)), round half to even (docs/method.md §4, Decision)
     return np.round(np.clip(data, 1, bound)).astype(np.int64)
 
 

@@ -4,7 +4,7 @@
 read a layer only through these records, never through its attributes.  A layer taking part
 in the method implements :class:`SpikingLayerProtocol`:
 
-    has_learnable_width   bool: some width of the layer is learnable (METHOD.md section 7);
+    has_learnable_width   bool: some width of the layer is learnable (docs/method.md §7);
                           layers with every width frozen are left out of Eq. 21
     layer_widths()        LayerWidths: the widths on the tape (straight-through, Eq. 9-11)
                           and the element counts N_w, N_f, after a forward pass
@@ -25,7 +25,7 @@ layers can too:
 * a layer with a fixed temporal length (sequential mode, no T parameter) gives ``T`` as a
   plain number: :func:`wst_averages` mixes numbers and tape tensors.
 
-:func:`wst_averages` is the one implementation of the averages of METHOD.md section 2, used
+:func:`wst_averages` is the one implementation of the averages of docs/method.md §2, used
 with tape tensors (``LayerWidths``, the regulating loss) and with numbers (``LayerCost``,
 the cost model).
 """
@@ -97,7 +97,7 @@ def weighted_average(pairs):
 
 
 def wst_averages(records) -> dict:
-    """The model averages of METHOD.md section 2 over ``records`` (LayerWidths or LayerCost):
+    """The model averages of docs/method.md §2 over ``records`` (LayerWidths or LayerCost):
 
         W = sum_l B_w,l N_w,l / sum_l N_w,l                  (layers with weights, N_w,l > 0)
         S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l        (spiking layers, mean over the T_l steps)

@@ -2,7 +2,7 @@
 
     L_total = L_task + lam_w |W - W_tar| + lam_T |T - T_tar| + lam_s |S - S_tar|      (21)
 
-W, S, T are the model averages of METHOD.md section 2, computed from the
+W, S, T are the model averages of docs/method.md §2, computed from the
 *rounded* widths with a straight-through round (Eq. 9-11), so that the gradient
 reaches every Bhat and That in proportion to its layer's element share:
 
@@ -10,9 +10,9 @@ reaches every Bhat and That in proportion to its layer's element share:
     S = sum_l mean_t(B_s,l^t) N_f,l / sum_l N_f,l      (mean over the T_l steps in use)
     T = sum_l T_l N_f,l / sum_l N_f,l
 
-(computed once, by ``refsnn.method.protocol.wst_averages``).  In sequential mode (METHOD.md 14) T is
+(computed once, by ``refsnn.method.protocol.wst_averages``).  In sequential mode (docs/method.md §14) T is
 a fixed number, not a tape tensor, and Eq. 21 has no T term.  Layers whose widths are all frozen are left
-out (METHOD.md section 7); the authors' release also leaves out a layer whose only learnable width is T
+out (docs/method.md §7); the authors' release also leaves out a layer whose only learnable width is T
 (``count_time_only=False``).  |.| is
 the L2 norm of a scalar, i.e. the absolute value.
 """
@@ -34,14 +34,14 @@ class Targets:
 
 @dataclass(frozen=True)
 class Penalties:
-    """(lam_w, lam_s, lam_T); defaults: METHOD.md section 7 for CIFAR targets below 3 bits."""
+    """(lam_w, lam_s, lam_T); defaults: docs/method.md §7 for CIFAR targets below 3 bits."""
     lam_w: float = 4e-2
     lam_s: float = 4e-2
     lam_T: float = 1e-2
 
 
 def counted(layer, count_time_only: bool = True) -> bool:
-    """Whether a layer enters W, S, T (the layer protocol): some width of it is learnable (METHOD.md section 7).
+    """Whether a layer enters W, S, T (the layer protocol): some width of it is learnable (docs/method.md §7).
 
     ``count_time_only=False`` (the authors' release) also leaves out a layer whose only learnable
     width is its temporal length T (it reads the layer's ``has_learnable_bit_width``)."""
@@ -52,7 +52,7 @@ def model_averages(layers, count_time_only: bool = True) -> dict:
     """Tensors W, S, T (straight-through in every width parameter) over the given spiking layers.
 
     Reads each layer through the layer protocol (``refsnn.method.protocol``): layers without a
-    learnable width are left out (METHOD.md section 7; ``count_time_only``: see :func:`counted`);
+    learnable width are left out (docs/method.md §7; ``count_time_only``: see :func:`counted`);
     each must have run a forward pass (N_f is its input's size per sample).  Layers without an
     input neuron count in W only.
     """
@@ -73,7 +73,7 @@ def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties()
         if value is None or lam == 0:
             continue
         if key == "T" and not isinstance(value, Tensor):
-            continue  # METHOD.md 14: a fixed T (sequential mode) has no term in Eq. 21
+            continue  # docs/method.md §14: a fixed T (sequential mode) has no term in Eq. 21
         # Eq. 21: lam * |X - X_tar|
         term = F.abs(value - float(getattr(targets, key))) * float(lam)
         loss = term if loss is None else loss + term

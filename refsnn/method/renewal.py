@@ -1,7 +1,7 @@
 """Step-size renewal: the bit-width observer (Alg. 1), its grid search (Alg. 2),
 the running range (Eq. 24), the renewed step (Eq. 25) and the switching-off rule.
 
-METHOD.md section 9.  An observer sits on every quantizer (each time step of
+docs/method.md §9.  An observer sits on every quantizer (each time step of
 each spike quantizer, each weight quantizer).  Its state is three numbers:
 the recorded width ``B_old``, and the running range ``V_rmin``, ``V_rmax``.
 The layers keep that state in buffers (saved and restored with the layer);
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.quant import EPS  # the floor of every step size (METHOD.md section 3), one home
+from ..kernels.quant import EPS  # the floor of every step size (docs/method.md §3), one home
 from .conventions import check_convention
 from .weight_quant import weight_grid
 
@@ -23,7 +23,7 @@ SWITCH_OFF_FRACTION = 0.24
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
-    """round(x) of METHOD.md: sign(x) * floor(|x| + 1/2)."""
+    """round(x) of docs/method.md: sign(x) * floor(|x| + 1/2)."""
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
@@ -63,7 +63,7 @@ def grid_search(X: np.ndarray, q_min: int, q_max: int, K: int = 100, p: float = 
     R = v_max - v_min
     if symmetric is None:
         symmetric = bool((X < 0).any())
-    # Alg. 2: best score starts at +inf (the listing's "Score = 0" would accept nothing; METHOD.md section 9)
+    # Alg. 2: best score starts at +inf (the listing's "Score = 0" would accept nothing; docs/method.md §9)
     best, best_lo, best_hi = math.inf, 0.0, 0.0
     if not R > 0:
         return best_lo, best_hi, best
@@ -174,7 +174,7 @@ def observe_weight(X: np.ndarray, B: int, b_old: int, v_rmin: float, v_rmax: flo
 
 
 def should_switch_off(epochs_done: int, min_epochs: int, current: float, initial: float, target: float) -> bool:
-    """The switching-off rule of METHOD.md section 9 for one kind (weight or spike).
+    """The switching-off rule of docs/method.md §9 for one kind (weight or spike).
 
     Renewal stays on for at least ``min_epochs`` epochs and goes off for good once
     ``|current - target| < 0.24 * |initial - target|``.

@@ -1,4 +1,4 @@
-"""The paper's architectures (METHOD.md sections 12-13), tiny ResNet/Spikformer for the digits, and the model-level cost model."""
+"""The paper's architectures (docs/method.md §12-13), tiny ResNet/Spikformer for the digits, and the model-level cost model."""
 from ._builder import LayerBuilder
 from .registry import MODEL_NAMES, default_input_shape, get_model
 from .resnet import CIFAR_CONFIG, IMAGENET_CONFIG, BasicBlock, ResNet, Shortcut, resnet18, resnet20, sew_resnet34, \

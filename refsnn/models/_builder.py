@@ -1,10 +1,10 @@
 """How a model builds its spiking layers: one resolved ``SpikingConfig`` per layer, one Generator.
 
 Every conv and linear layer of a refsnn model is a ``SpikingConv2d`` / ``SpikingLinear``
-(METHOD.md 5.3).  Their options come from three places, applied in this order:
+(docs/method.md §5.3).  Their options come from three places, applied in this order:
 
 1. ``config``: the model-wide ``SpikingConfig``;
-2. the stem (the first layer, which encodes the image, METHOD.md 5.3) gets
+2. the stem (the first layer, which encodes the image, docs/method.md §5.3) gets
    ``domain="bidirectional"`` (Eq. 15) and ``input_neuron=<the model's input_neuron>``;
 3. ``layer_configs``: ``{layer_name_or_glob: {option: value}}``, entries applied in
    the order of the dict (a later entry wins where two set the same option).  A key is
@@ -75,7 +75,7 @@ class LayerBuilder:
         """The resolved options of layer ``name``."""
         c = self.config
         if name == self.stem_name:
-            # METHOD.md 5.3: the first layer encodes the image with the bidirectional neuron (Eq. 15)
+            # docs/method.md §5.3: the first layer encodes the image with the bidirectional neuron (Eq. 15)
             c = c.replace(domain="bidirectional", input_neuron=self.input_neuron)
         for pattern, opts in self.overrides:
             if _matches(pattern, name):
@@ -97,12 +97,12 @@ class LayerBuilder:
                              dtype=self.dtype)
 
     def neuron(self, name: str, time=None) -> SpikingNeuron:
-        """A neuron-only layer (METHOD.md 13); ``time``: a shared That (``refsnn.nn.shared_time``) or None."""
+        """A neuron-only layer (docs/method.md §13); ``time``: a shared That (``refsnn.nn.shared_time``) or None."""
         self.names.append(name)
         return SpikingNeuron(self.config_for(name), time=time, dtype=self.dtype)
 
     def temporal_mode(self) -> tuple:
-        """``(sequential, T)`` shared by every layer built (METHOD.md 14: the mode and the fixed T are
+        """``(sequential, T)`` shared by every layer built (docs/method.md §14: the mode and the fixed T are
         model-wide); different settings across layers raise ValueError."""
         modes = set()
         for n in self.names:

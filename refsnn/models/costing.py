@@ -1,4 +1,4 @@
-"""The cost model of a whole model (METHOD.md section 2, Eq. 7-8, App. A.6) and ``refsnn summary``.
+"""The cost model of a whole model (docs/method.md §2, Eq. 7-8, App. A.6) and ``refsnn summary``.
 
 ``model_costs`` learns every layer's shapes from one forward pass of a batch of one
 zero image (eval mode, no tape), asks each spiking layer for its ``LayerCost``
@@ -20,7 +20,7 @@ A stem without input neuron (``input_neuron=False``) is left out of S-ACE, S-ACE
 and the S and T averages, and kept in W, size and MACs.  Neuron-only layers
 (Spikformer's N_q, N_k, N_v) count in S and T by their input elements and have no
 weights or MACs; the products Q K^T and A V of each self-attention block are costed
-apart (``AttentionCost``: MACs and the bit products, METHOD.md 13), not in S-ACE.
+apart (``AttentionCost``: MACs and the bit products, docs/method.md §13), not in S-ACE.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from .spikformer import SSA
 
 def parse_input_shape(text) -> tuple:
     """'3x32x32' (or a tuple) -> (3, 32, 32): the per-sample input shape (C, H, W), or (T, C, H, W) for
-    event frames in sequential mode (METHOD.md 14)."""
+    event frames in sequential mode (docs/method.md §14)."""
     if isinstance(text, str):
         try:
             shape = tuple(int(p) for p in text.lower().split("x"))
@@ -92,7 +92,7 @@ def layer_costs(model, input_shape) -> list:
 
 
 def model_costs(model, input_shape, wst=None) -> ModelCost:
-    """Eq. 7-8 and App. A.6 for a whole model (METHOD.md section 2).
+    """Eq. 7-8 and App. A.6 for a whole model (docs/method.md §2).
 
     ``wst=(W, S, T)`` (or ``"16/1/4"``) sets every layer to B_w = W, B_s^t = S, T_l = T
     (``budget.uniform``); None keeps the widths the layers have now.
@@ -104,7 +104,7 @@ def model_costs(model, input_shape, wst=None) -> ModelCost:
 
 
 def attention_costs(model, costs: list) -> list:
-    """``AttentionCost`` of every SSA block, with the Q/K/V widths of the given layer costs (METHOD.md 13)."""
+    """``AttentionCost`` of every SSA block, with the Q/K/V widths of the given layer costs (docs/method.md §13)."""
     by_name = {lc.name: lc for lc in costs}
     out = []
     for name, m in model.named_modules():
@@ -159,7 +159,7 @@ def format_cost_table(cost: ModelCost) -> str:
             "S-ACE* = sum MACs * B_w * (max_t B_s^t + ceil(log2 T)): refsnn's reading of App. A.6 "
             "(post-squeezing pipeline), not a formula printed in the paper."]
     if any(lc.sequential for lc in cost.layers):
-        out.append("Sequential mode (METHOD.md 14): T is fixed and the weight op runs on every step, so "
+        out.append("Sequential mode (docs/method.md §14): T is fixed and the weight op runs on every step, so "
                    "S-ACE = sum MACs * B_w * sum_t B_s^t = sum MACs * B_w * B_s * T; nothing is squeezed (S-ACE* = S-ACE).")
     if any(not lc.spiking for lc in cost.layers):
         out.append("Layers marked '(no neuron)' see the analog input: counted in W, size and MACs, "
@@ -170,7 +170,7 @@ def format_cost_table(cost: ModelCost) -> str:
 
 
 def format_attention_table(attention: list) -> str:
-    """The weightless products of self-attention (METHOD.md 13): MACs and bit products, per block and in total."""
+    """The weightless products of self-attention (docs/method.md §13): MACs and bit products, per block and in total."""
     u = OPS_UNIT[0]
     head = ("attention", "L", "H", "B_q^t", "B_k^t", "B_v^t", "B_A^t", f"MACs QK^T ({u})", f"MACs*B_q*B_k ({u})",
             f"MACs AV ({u})", f"MACs*B_v*B_A ({u})")
@@ -187,7 +187,7 @@ def format_attention_table(attention: list) -> str:
                 f"sum MACs*B_q*B_k ({u}) = {format_ops(sum(a.bits_qk for a in attention))}   "
                 f"sum MACs*B_v*B_A ({u}) = {format_ops(sum(a.bits_av for a in attention))}",
             "Q K^T and A V have no weights: not in S-ACE (Eq. 8). Bit products summed over the T steps of the shared "
-            "T_l; B_A = B_q + B_k + ceil(log2 L) (METHOD.md 13)."]
+            "T_l; B_A = B_q + B_k + ceil(log2 L) (docs/method.md §13)."]
     return "\n".join(out)
 
 
@@ -196,7 +196,7 @@ def summary_main(argv=None) -> int:
     [--temporal-mode sequential --time-steps T] [--json]``."""
     from .registry import MODEL_NAMES, default_input_shape, get_model
     ap = argparse.ArgumentParser(prog="refsnn summary",
-                                 description="Per-layer and total costs of a model (METHOD.md section 2, Eq. 7-8).")
+                                 description="Per-layer and total costs of a model (docs/method.md §2, Eq. 7-8).")
     ap.add_argument("--model", required=True, choices=MODEL_NAMES)
     ap.add_argument("--wst", default=None, help="set every layer to W/S/T, e.g. 16/1/4 (default: the model's "
                                                 "initial widths)")
@@ -206,7 +206,7 @@ def summary_main(argv=None) -> int:
     ap.add_argument("--num-classes", type=int, default=None, metavar="N",
                     help="classes of the last layer (default: the model's own, e.g. 10 for resnet20)")
     ap.add_argument("--temporal-mode", choices=("squeeze", "sequential"), default="squeeze",
-                    help="sequential: a current per step, no squeeze, T fixed (METHOD.md 14)")
+                    help="sequential: a current per step, no squeeze, T fixed (docs/method.md §14)")
     ap.add_argument("--time-steps", type=int, default=None,
                     help="the fixed T of sequential mode (default 4); with --wst, the T of W/S/T wins")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

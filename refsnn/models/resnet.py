@@ -1,7 +1,7 @@
-"""The residual networks of the paper (METHOD.md section 12) and a tiny one for the embedded digits.
+"""The residual networks of the paper (docs/method.md §12) and a tiny one for the embedded digits.
 
 Every conv and linear layer is a spiking weight layer (neuron + temporal squeeze +
-quantized weight, METHOD.md 5.1-5.3).  BN, ReLU, pooling and the residual additions
+quantized weight, docs/method.md §5.1-5.3).  BN, ReLU, pooling and the residual additions
 act on the analog maps between them.  The first layer (``"stem"``) encodes the image
 with the bidirectional neuron (Eq. 15); ``input_neuron=False`` turns it into a plain
 quantized-weight layer fed by the analog image (and leaves it out of S-ACE).
@@ -28,7 +28,7 @@ Layer names are the dotted module names: ``stem``, ``layer{i}.{j}.conv1``,
 
 Default ``config``: the paper's CIFAR settings (``SpikingConfig()``: W/S/T = 4/4/2,
 T_bound = 3) for the CIFAR models and tiny_resnet; its ImageNet settings for
-sew_resnet34 (W/S/T = 4/4/1, T_bound = 2, K = 50; METHOD.md sections 4 and 9).
+sew_resnet34 (W/S/T = 4/4/1, T_bound = 2, K = 50; docs/method.md §4 and §9).
 """
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ from ..autograd.tensor import Tensor
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Flatten, Identity, MaxPool2d, Module, ReLU, Sequential, SpikingConfig
 from ._builder import LayerBuilder
 
-#: The paper's CIFAR defaults (METHOD.md section 4): initial W/S/T 4/4/2, bounds 6/6/3, K = 100.
+#: The paper's CIFAR defaults (docs/method.md §4): initial W/S/T 4/4/2, bounds 6/6/3, K = 100.
 CIFAR_CONFIG = SpikingConfig()
-#: The paper's ImageNet defaults (METHOD.md sections 4 and 9): initial W/S/T 4/4/1, T_bound 2, K = 50.
+#: The paper's ImageNet defaults (docs/method.md §4 and §9): initial W/S/T 4/4/1, T_bound 2, K = 50.
 IMAGENET_CONFIG = SpikingConfig(time_steps=1.0, time_bound=2, renewal_K=50)
 
 
@@ -60,10 +60,10 @@ class Shortcut(Module):
 
 
 class BasicBlock(Module):
-    """Two 3x3 spiking convs with BN; the residual addition on the analog maps (METHOD.md 5.3).
+    """Two 3x3 spiking convs with BN; the residual addition on the analog maps (docs/method.md §5.3).
 
-    ``sew=False``: ``out = ReLU(BN(conv2(h)) + sc(x))``  (ResNet20 / ResNet18, METHOD.md 12)
-    ``sew=True``:  ``out = ReLU(BN(conv2(h))) + sc(x)``  (SEW-ResNet34, METHOD.md 12)
+    ``sew=False``: ``out = ReLU(BN(conv2(h)) + sc(x))``  (ResNet20 / ResNet18, docs/method.md §12)
+    ``sew=True``:  ``out = ReLU(BN(conv2(h))) + sc(x)``  (SEW-ResNet34, docs/method.md §12)
     with ``h = ReLU(BN(conv1(x)))``.
     """
 
@@ -128,7 +128,7 @@ class ResNet(Module):
         self.flatten = Flatten()
         self.fc = builder.linear("fc", c, int(num_classes))
         builder.finish(self)
-        # METHOD.md 14: model-wide temporal mode; in sequential mode T is a fixed setting
+        # docs/method.md §14: model-wide temporal mode; in sequential mode T is a fixed setting
         self.sequential, self.time_steps = builder.temporal_mode()
 
     def _time_flat(self, x):
@@ -147,7 +147,7 @@ class ResNet(Module):
                          f"(N, T, C, H, W) frames with T = {T}, got shape {tuple(x.shape)}")
 
     def forward(self, x):
-        """Squeeze mode: x (N, C, H, W) -> logits (N, classes). Sequential mode (METHOD.md 14): every layer
+        """Squeeze mode: x (N, C, H, W) -> logits (N, classes). Sequential mode (docs/method.md §14): every layer
         runs on all T steps (maps flattened to (T*N, ...), so BN normalises over (T, N, H, W)) and the
         logits are averaged over T."""
         if self.sequential:
@@ -157,7 +157,7 @@ class ResNet(Module):
             x = getattr(self, name)(x)
         out = self.fc(self.flatten(self.avgpool(x)))
         if self.sequential:
-            # METHOD.md 14: the head averages the logits over T
+            # docs/method.md §14: the head averages the logits over T
             out = F.mean(F.reshape(out, shape=(self.time_steps, N, out.shape[1])), axis=0)
         return out
 
@@ -174,8 +174,8 @@ def _builder(name, config, layer_configs, input_neuron, seed, dtype, default):
 
 def resnet20(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0, dtype=np.float64,
              in_channels: int = 3) -> ResNet:
-    """Wide CIFAR ResNet20 (METHOD.md 12): 3x3 stem 3->128, 3x3 BasicBlocks at 128/256/512, strides 1/2/2.
-    ``in_channels=2``: event frames (OFF/ON counts, METHOD.md 14)."""
+    """Wide CIFAR ResNet20 (docs/method.md §12): 3x3 stem 3->128, 3x3 BasicBlocks at 128/256/512, strides 1/2/2.
+    ``in_channels=2``: event frames (OFF/ON counts, docs/method.md §14)."""
     b = _builder("resnet20", config, layer_configs, input_neuron, seed, dtype, CIFAR_CONFIG)
     return ResNet(b, in_channels=_channels("resnet20", in_channels), num_classes=num_classes, stem_channels=128,
                   stem_kernel=3, stem_stride=1, stem_maxpool=False, blocks=(3, 3, 3), widths=(128, 256, 512),
@@ -184,8 +184,8 @@ def resnet20(num_classes=10, config=None, layer_configs=None, input_neuron=True,
 
 def resnet18(num_classes=10, config=None, layer_configs=None, input_neuron=True, seed=0, dtype=np.float64,
              in_channels: int = 3) -> ResNet:
-    """CIFAR ResNet18 (METHOD.md 12): 3x3 stem 3->64, stages [2,2,2,2] at 64..512, strides 1/2/2/2.
-    ``in_channels=2``: event frames (OFF/ON counts, METHOD.md 14)."""
+    """CIFAR ResNet18 (docs/method.md §12): 3x3 stem 3->64, stages [2,2,2,2] at 64..512, strides 1/2/2/2.
+    ``in_channels=2``: event frames (OFF/ON counts, docs/method.md §14)."""
     b = _builder("resnet18", config, layer_configs, input_neuron, seed, dtype, CIFAR_CONFIG)
     return ResNet(b, in_channels=_channels("resnet18", in_channels), num_classes=num_classes, stem_channels=64,
                   stem_kernel=3, stem_stride=1, stem_maxpool=False, blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512),
@@ -194,7 +194,7 @@ def resnet18(num_classes=10, config=None, layer_configs=None, input_neuron=True,
 
 def sew_resnet34(num_classes=1000, config=None, layer_configs=None, input_neuron=True, seed=0,
                  dtype=np.float64) -> ResNet:
-    """ImageNet SEW-ResNet34 (METHOD.md 12): 7x7/2 stem 3->64, 3x3/2 max pool, SEW stages [3,4,6,3] at 64..512."""
+    """ImageNet SEW-ResNet34 (docs/method.md §12): 7x7/2 stem 3->64, 3x3/2 max pool, SEW stages [3,4,6,3] at 64..512."""
     b = _builder("sew_resnet34", config, layer_configs, input_neuron, seed, dtype, IMAGENET_CONFIG)
     return ResNet(b, in_channels=3, num_classes=num_classes, stem_channels=64, stem_kernel=7, stem_stride=2,
                   stem_maxpool=True, blocks=(3, 4, 6, 3), widths=(64, 128, 256, 512), strides=(1, 2, 2, 2),

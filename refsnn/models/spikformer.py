@@ -1,8 +1,8 @@
-"""Spikformer with adaptive bits (METHOD.md 13; paper Sec. 5.2.2, Table 5, App. A.7).
+"""Spikformer with adaptive bits (docs/method.md §13; paper Sec. 5.2.2, Table 5, App. A.7).
 
 Spikformer-L-D = Spiking Patch Splitting (SPS) + L encoder blocks + head, after
 Zhou et al. 2022 (arXiv:2209.15425).  Every conv and linear is a spiking weight
-layer (a refined neuron at its input, quantized weights, METHOD.md 5.3); BN and the
+layer (a refined neuron at its input, quantized weights, docs/method.md §5.3); BN and the
 residual additions act on the analog maps, as in the ResNets.
 
     SPS       four 3x3 convs C->D/8->D/4->D/2->D, each + BN; max pool 3x3/2/1 after
@@ -31,7 +31,7 @@ from ..nn import BatchNorm2d, Identity, MaxPool2d, Module, Sequential, SpikingCo
 from ._builder import LayerBuilder
 from .resnet import CIFAR_CONFIG, IMAGENET_CONFIG
 
-#: After which of the four SPS convs a 3x3/2/1 max pool halves the map (METHOD.md 13).
+#: After which of the four SPS convs a 3x3/2/1 max pool halves the map (docs/method.md §13).
 SPS_POOLS = {"cifar": (False, False, True, True), "imagenet": (True, True, True, True),
              "dvs": (True, True, True, True)}
 
@@ -95,7 +95,7 @@ class SPS(Module):
 
 
 class SSA(Module):
-    """Spiking self-attention with Q/K/V neurons of their own widths and one shared T (METHOD.md 13)."""
+    """Spiking self-attention with Q/K/V neurons of their own widths and one shared T (docs/method.md §13)."""
 
     def __init__(self, builder: LayerBuilder, prefix: str, dim: int, heads: int, n_tokens: int, scale: float):
         super().__init__()
@@ -103,7 +103,7 @@ class SSA(Module):
             raise ValueError(f"{builder.model_name}: D = {dim} is not divisible by heads = {heads}")
         self.dim, self.heads, self.n_tokens, self.scale = dim, heads, n_tokens, float(scale)
         dt = builder.dtype
-        # decision (METHOD.md 13): W_q, W_k, W_v read the same input -> one layer D -> 3D, one input neuron
+        # decision (docs/method.md §13): W_q, W_k, W_v read the same input -> one layer D -> 3D, one input neuron
         self.qkv = builder.linear(f"{prefix}.qkv", dim, 3 * dim, bias=False)
         self.qkv_bn = TokenBatchNorm(3 * dim, dtype=dt)
         # one temporal length T_l for N_q, N_k, N_v (paper); its options come from the q neuron's config
@@ -147,7 +147,7 @@ class MLP(Module):
 
 
 class EncoderBlock(Module):
-    """x = x + SSA(x); x = x + MLP(x) (METHOD.md 13)."""
+    """x = x + SSA(x); x = x + MLP(x) (docs/method.md §13)."""
 
     def __init__(self, builder: LayerBuilder, prefix: str, dim: int, heads: int, n_tokens: int, mlp_ratio: int,
                  scale: float):
@@ -161,7 +161,7 @@ class EncoderBlock(Module):
 
 
 class Spikformer(Module):
-    """SPS, L encoder blocks, mean over tokens, spiking linear head (METHOD.md 13)."""
+    """SPS, L encoder blocks, mean over tokens, spiking linear head (docs/method.md §13)."""
 
     def __init__(self, builder: LayerBuilder, depth: int, dim: int, heads: int, img_size: int, in_channels: int,
                  num_classes: int, sps: str, mlp_ratio: int, scale: float):
@@ -192,7 +192,7 @@ class Spikformer(Module):
 def spikformer(L: int, D: int, heads: int, img_size: int = 32, in_channels: int = 3, num_classes: int = 10,
                sps: str = "cifar", mlp_ratio: int = 4, scale: float = 0.125, config=None, layer_configs=None,
                input_neuron: bool = True, seed: int = 0, dtype=np.float64, name: str = "spikformer") -> Spikformer:
-    """Spikformer-L-D with ``heads`` heads (METHOD.md 13); ``sps``: "cifar", "imagenet" or "dvs".
+    """Spikformer-L-D with ``heads`` heads (docs/method.md §13); ``sps``: "cifar", "imagenet" or "dvs".
 
     ``config`` defaults to the paper's CIFAR settings (W/S/T 4/4/2) for sps="cifar" and to its
     ImageNet settings (4/4/1, T_bound 2) otherwise; ``layer_configs`` as for the ResNets
@@ -223,7 +223,7 @@ def spikformer_dvs(num_classes=10, img_size=128, config=None, layer_configs=None
     """The DVS Spikformer (Tables 6-7): 2 blocks, D = 256, 16 heads, 2-channel 128x128 (or 48x48) event frames.
 
     Squeeze mode: the event frames enter as one 2-channel image (the sequential mode of
-    METHOD.md 14 is not in refsnn yet); the DVS release scales attention by 0.25.
+    docs/method.md §14 is not in refsnn yet); the DVS release scales attention by 0.25.
     """
     return spikformer(2, 256, 16, img_size, 2, num_classes, "dvs", scale=0.25, config=config,
                       layer_configs=layer_configs, input_neuron=input_neuron, seed=seed, dtype=dtype,

@@ -3,7 +3,7 @@
 A ``Parameter`` is a leaf ``Tensor`` with ``requires_grad=True`` and a ``kind``
 (``"weight"``, ``"bn"``, ``"bias"``, ``"threshold"``, ``"weight_step"``,
 ``"spike_width"``, ``"weight_width"``, ``"time"``) so that an optimizer can give
-each kind its own learning rate (METHOD.md section 11).  A ``Module`` finds its
+each kind its own learning rate (docs/method.md §11).  A ``Module`` finds its
 parameters, buffers and sub-modules by attribute, in definition order.
 
 Forward hooks (as in torch): ``handle = m.register_forward_hook(hook)`` calls

@@ -1,4 +1,4 @@
-"""The refined neuron as a part of a layer, and the neuron-only spiking layer (METHOD.md 5 and 13).
+"""The refined neuron as a part of a layer, and the neuron-only spiking layer (docs/method.md §5 and §13).
 
 ``NeuronPart`` holds what a refined neuron owns, wherever it sits:
 
@@ -6,11 +6,11 @@
     spike_width   "spike_width"   Bhat_s^t, (T_bound,) or (1,)                        (Eq. 9)
     time          "time"          That (0-d), its own or shared with other neurons     (Eq. 10)
 
-with the LSQ initialisation of the thresholds (METHOD.md section 11) and the
+with the LSQ initialisation of the thresholds (docs/method.md §11) and the
 observers of Alg. 1-2 renewing a threshold when its rounded width changes (Eq. 24-25).
 ``SpikingConv2d`` / ``SpikingLinear`` use it for the neuron at their input;
 ``SpikingNeuron`` is a neuron with no weight op after it: Spikformer's ``N_q``,
-``N_k``, ``N_v`` (METHOD.md 13), which share one temporal length ``T_l``.
+``N_k``, ``N_v`` (docs/method.md §13), which share one temporal length ``T_l``.
 """
 from __future__ import annotations
 
@@ -41,12 +41,12 @@ def check_input(x: np.ndarray, owner: str) -> None:
 
 
 def lsq_init(data: np.ndarray, q_max: int) -> float:
-    """METHOD.md section 11: step = 2 mean|x| / sqrt(q_max) (LSQ initialisation)."""
+    """docs/method.md §11: step = 2 mean|x| / sqrt(q_max) (LSQ initialisation)."""
     return max(2.0 * float(np.mean(np.abs(data))) / math.sqrt(q_max), R.EPS)
 
 
 def shared_time(config, dtype=DEFAULT_DTYPE) -> Parameter:
-    """One temporal length parameter That (Eq. 10) for several neurons (METHOD.md 13: N_q, N_k, N_v)."""
+    """One temporal length parameter That (Eq. 10) for several neurons (docs/method.md §13: N_q, N_k, N_v)."""
     t = Parameter(np.array(config.time_steps, check_float_dtype(dtype)), "time")
     t.requires_grad = config.learn_time
     return t
@@ -62,7 +62,7 @@ class NeuronPart:
         self.spike_width.requires_grad = c.learn_spike_bits
         if c.neuron == "prior":  # Eq. 3-5: amplitude alpha^t, learnt like a threshold
             self.amplitude = Parameter(np.ones(n_steps, dtype), "threshold")
-        if c.sequential:  # METHOD.md 14: T is a constant of the run, no T parameter
+        if c.sequential:  # docs/method.md §14: T is a constant of the run, no T parameter
             self.time = None
         elif time is None:
             self.time = Parameter(np.array(c.time_steps, dtype), "time")
@@ -97,7 +97,7 @@ class NeuronPart:
         ab = c.convention.width_abs   # C11: widths from abs(Bhat)
         # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, B_s,bound))
         B_s = parametrized_width(self.spike_width, c.spike_bound, "spike_width", use_abs=ab, grad_sign=ab and for_loss)
-        # Eq. 10: T = round(clip(That, 1, T_bound)); sequential mode: the fixed T (METHOD.md 14)
+        # Eq. 10: T = round(clip(That, 1, T_bound)); sequential mode: the fixed T (docs/method.md §14)
         T = Tensor(np.array(c.time_steps, B_s.dtype)) if c.sequential else \
             parametrized_width(self.time, c.time_bound, "time")
         if not c.temporal_wise:  # shared over time: one value broadcast to every step
@@ -112,7 +112,7 @@ class NeuronPart:
         return [int(b) for b in bs[:T]], T
 
     def _steps(self) -> int:
-        """T now: the rounded That (Eq. 10), or the fixed T of sequential mode (METHOD.md 14)."""
+        """T now: the rounded That (Eq. 10), or the fixed T of sequential mode (docs/method.md §14)."""
         c = self.config
         return int(c.time_steps) if c.sequential else int(width_value(self.time, c.time_bound))
 
@@ -148,7 +148,7 @@ class NeuronPart:
             # the data X of this quantizer: the membrane potential v^t under the current thresholds
             v_th = self.thresholds().data if not c.temporal_wise else self.threshold.data
             bits_all = np.broadcast_to(bs, (c.time_bound,)).astype(np.int64)
-            if c.sequential:  # METHOD.md 14: the observer of step t watches v^t of the current I^1..I^t
+            if c.sequential:  # docs/method.md §14: the observer of step t watches v^t of the current I^1..I^t
                 alpha = self.thresholds(self.amplitude).data if c.neuron == "prior" else None
                 v = sequential_membrane(x[: t + 1], np.ascontiguousarray(v_th), bits_all, domain=c.domain,
                                         rounding=c.rounding, tau=c.tau, convention=c.convention, impl=c.impl,
@@ -171,7 +171,7 @@ class NeuronPart:
         """Eq. 12-15: the neuron over T steps and the temporal squeeze (through the hook point ``squeezed``)."""
         c = self.config
         if c.sequential:
-            # METHOD.md 14: Eq. 13-15 per step with I^t, no squeeze: Shat^t = V_th^t S^t (Eq. 3-5: alpha^t S^t)
+            # docs/method.md §14: Eq. 13-15 per step with I^t, no squeeze: Shat^t = V_th^t S^t (Eq. 3-5: alpha^t S^t)
             alpha = self.thresholds(self.amplitude) if c.neuron == "prior" else None
             return self.squeezed(sequential_neuron(x, self.thresholds(), B_s, domain=c.domain, rounding=c.rounding,
                                                    tau=c.tau, convention=c.convention, impl=c.impl, alpha=alpha))
@@ -180,7 +180,7 @@ class NeuronPart:
 
 
 class SpikingNeuron(NeuronPart, Module):
-    """A refined neuron with no weight op: ``y = squeeze(neuron(a))`` (Eq. 12-15), METHOD.md 13.
+    """A refined neuron with no weight op: ``y = squeeze(neuron(a))`` (Eq. 12-15), docs/method.md §13.
 
     It has its own thresholds, spike widths, observers and renewal, joins the cost
     model (``cost``: no weights, no MACs; its input elements count in the S and T
@@ -215,7 +215,7 @@ class SpikingNeuron(NeuronPart, Module):
     # -- the layer protocol (refsnn.method.protocol) -----------------------------------
     @property
     def has_learnable_width(self) -> bool:
-        """B_s^t or T is learnable (METHOD.md section 7)."""
+        """B_s^t or T is learnable (docs/method.md §7)."""
         return self.config.learn_spike_bits or self.config.learn_time
 
     @property
@@ -261,7 +261,7 @@ class SpikingNeuron(NeuronPart, Module):
         return y
 
     def cost(self, name: str = "") -> LayerCost:
-        """Cost-model entry: no weights and no MACs; N_f input elements in S and T (METHOD.md 13)."""
+        """Cost-model entry: no weights and no MACs; N_f input elements in S and T (docs/method.md §13)."""
         if self.in_shape is None:
             raise ValueError(f"SpikingNeuron {name}: run a forward pass first (the cost model needs the input shape)")
         bs, T = self.spike_width_values()

@@ -1,12 +1,12 @@
 """The paper's layers: SpikingConv2d and SpikingLinear = neuron + squeeze + quantized-weight conv/linear.
 
-One layer ``l`` of METHOD.md section 5:
+One layer ``l`` of docs/method.md §5:
 
     y_l = squeeze(neuron(a_l))                 Eq. 12-15 (skipped when ``input_neuron=False``)
     z_l = Q(W_l) (*) y_l (+ bias)               Eq. 6
 
 with learnable widths (Eq. 9-11), thresholds and weight steps initialised by the
-LSQ rule at the first training batch (METHOD.md section 11), and bit-width
+LSQ rule at the first training batch (docs/method.md §11), and bit-width
 observers renewing the steps when a rounded width changes (Alg. 1-2, Eq. 24-25).
 
 Parameters of one layer and their kinds (for per-kind learning rates):
@@ -20,7 +20,7 @@ Parameters of one layer and their kinds (for per-kind learning rates):
     time          "time"          That (0-d); squeeze mode only (sequential mode: T = time_steps, fixed)
     amplitude     "threshold"     alpha^t of the prior neuron (``neuron="prior"``, Eq. 3-5) only
 
-Sequential mode (``temporal_mode="sequential"``, METHOD.md 14): the layer takes a current per step,
+Sequential mode (``temporal_mode="sequential"``, docs/method.md §14): the layer takes a current per step,
 ``(T, N, C, H, W)`` / ``(T, N, F)`` (or flattened to ``(T*N, ...)``), runs the neuron step by step
 without squeezing (``sequential_neuron``) and the weight op once over ``T*N``.
 
@@ -54,7 +54,7 @@ from .neurons import NeuronPart, check_input, lsq_init
 
 
 #: "squeeze": the same current at every step, output squeezed (Eq. 12); "sequential": a current per
-#: step, no squeeze, T fixed (METHOD.md 14).
+#: step, no squeeze, T fixed (docs/method.md §14).
 TEMPORAL_MODES = ("squeeze", "sequential")
 #: "refined": threshold = amplitude (Eq. 12-15); "prior": the prior multi-bit neuron of Eq. 3-5 with its own
 #: learnable amplitude alpha^t (reset by alpha S), the baseline of the Table 4 ablation.
@@ -81,10 +81,10 @@ class SpikingConfig:
     renewal: str = "spike"          # "none", "spike" (paper default), "weight", "both"
     renewal_K: int = 100            # Alg. 2 candidates
     renewal_p: float = 2.4          # Alg. 2 score power
-    convention: Convention = "paper"  # "paper", "official" or a Convention (METHOD.md section 10); held resolved
+    convention: Convention = "paper"  # "paper", "official" or a Convention (docs/method.md §10); held resolved
     input_neuron: bool = True       # False: no neuron, the layer sees the analog input (a plain stem)
     impl: str = "numba"             # kernels: "numba" or "numpy"
-    temporal_mode: str = "squeeze"  # "squeeze" (Eq. 12) or "sequential" (METHOD.md 14: T = time_steps fixed)
+    temporal_mode: str = "squeeze"  # "squeeze" (Eq. 12) or "sequential" (docs/method.md §14: T = time_steps fixed)
     neuron: str = "refined"         # "refined" (Eq. 12-15) or "prior" (Eq. 3-5: amplitude alpha^t, sequential, floor)
 
     def __post_init__(self):
@@ -124,14 +124,14 @@ class SpikingConfig:
             raise ValueError(f"SpikingConfig: neuron must be one of {NEURONS}, got {self.neuron!r}")
         if self.neuron == "prior" and not (self.sequential and self.rounding == "floor"):
             raise ValueError("SpikingConfig: the prior multi-bit neuron (Eq. 3-5) runs in temporal_mode='sequential' "
-                             f"with rounding='floor' (METHOD.md 14), got {self.temporal_mode!r}, {self.rounding!r}")
+                             f"with rounding='floor' (docs/method.md §14), got {self.temporal_mode!r}, {self.rounding!r}")
         if self.sequential and not (float(self.time_steps).is_integer() and 1 <= self.time_steps <= tb):
             raise ValueError(f"SpikingConfig: in sequential mode time_steps is the fixed T, an integer in "
                              f"[1, time_bound={tb}], got {self.time_steps!r}")
 
     @property
     def sequential(self) -> bool:
-        """METHOD.md 14: a current per step, no squeeze, T = time_steps fixed (not learnable)."""
+        """docs/method.md §14: a current per step, no squeeze, T = time_steps fixed (not learnable)."""
         return self.temporal_mode == "sequential"
 
     @property
@@ -214,7 +214,7 @@ class _SpikingLayer(NeuronPart, Module):
     # -- the layer protocol (refsnn.method.protocol) ------------------------------------
     @property
     def has_learnable_width(self) -> bool:
-        """Some width of the layer is learnable (B_w, or with an input neuron B_s^t or T): METHOD.md section 7."""
+        """Some width of the layer is learnable (B_w, or with an input neuron B_s^t or T): docs/method.md §7."""
         c = self.config
         return c.learn_weight_bits or (c.input_neuron and c.learn_spike_bits) or c.learns_time
 
@@ -235,7 +235,7 @@ class _SpikingLayer(NeuronPart, Module):
         n_w, n_f = int(self.weight.size), int(np.prod(self.in_shape))
         if not self.config.input_neuron:
             return LayerWidths(B_w=B_w, B_s=None, T=None, n_w=n_w, n_f=n_f, spiking=False)
-        # the spike widths of the T_l steps in use; a fixed T (sequential mode, METHOD.md 14) as a plain number
+        # the spike widths of the T_l steps in use; a fixed T (sequential mode, docs/method.md §14) as a plain number
         n_steps = int(T.data)
         return LayerWidths(B_w=B_w, B_s=B_s[:n_steps], T=n_steps if self.config.sequential else T, n_w=n_w,
                            n_f=n_f, spiking=True)
@@ -282,7 +282,7 @@ class _SpikingLayer(NeuronPart, Module):
         raise TypeError(f"{type(self).__name__} must define _weight_op")
 
     def _time_major(self, x):
-        """Sequential mode: ``x`` as (T, N, ...) and whether it came flattened as (T*N, ...) (METHOD.md 14)."""
+        """Sequential mode: ``x`` as (T, N, ...) and whether it came flattened as (T*N, ...) (docs/method.md §14)."""
         T, d = int(self.config.time_steps), self.sample_ndim
         shape = x.shape
         if len(shape) == d + 2 and shape[0] == T:
@@ -293,7 +293,7 @@ class _SpikingLayer(NeuronPart, Module):
                          f"{d} per-sample dims, or (T*N, ...), got {tuple(shape)}")
 
     def forward(self, x):
-        """Squeeze mode: ``x`` (N, ...) -> (N, ...) (Eq. 12-15, Eq. 6). Sequential mode (METHOD.md 14): ``x``
+        """Squeeze mode: ``x`` (N, ...) -> (N, ...) (Eq. 12-15, Eq. 6). Sequential mode (docs/method.md §14): ``x``
         (T, N, ...) -> (T, N, ...), or the same flattened to (T*N, ...) as a model passes it between layers."""
         c = self.config
         xd = x.data if isinstance(x, Tensor) else np.asarray(x)
@@ -317,14 +317,14 @@ class _SpikingLayer(NeuronPart, Module):
                     self._renew_spike_steps(xd)
         B_w, B_s, T = self.widths()
         if c.input_neuron:
-            # Eq. 12-15: neuron over T steps and temporal squeezing (sequential mode, METHOD.md 14: no squeeze)
+            # Eq. 12-15: neuron over T steps and temporal squeezing (sequential mode, docs/method.md §14: no squeeze)
             y = self._fire(x, B_s, T)
         else:
             y = x
         # Eq. 6: quantized weights
         wq = quantize_weight(self.weight, self.weight_step, B_w, convention=c.convention, impl=c.impl)
         if c.sequential:
-            # METHOD.md 14: the weight op runs on every step, one batched call over T*N
+            # docs/method.md §14: the weight op runs on every step, one batched call over T*N
             Tn, N = xd.shape[:2]
             z = self._weight_op(F.reshape(y, shape=(Tn * N,) + tuple(xd.shape[2:])), wq)
             self.in_shape, self.out_shape = tuple(xd.shape[2:]), tuple(z.shape[1:])
@@ -350,7 +350,7 @@ class _SpikingLayer(NeuronPart, Module):
 
 
 class SpikingConv2d(_SpikingLayer):
-    """Neuron + squeeze + quantized-weight 2-D convolution (METHOD.md 5.1, Eq. 6, Eq. 12-15)."""
+    """Neuron + squeeze + quantized-weight 2-D convolution (docs/method.md §5.1, Eq. 6, Eq. 12-15)."""
     kind = "conv"
     sample_ndim = 3  # (C, H, W)
 
@@ -371,7 +371,7 @@ class SpikingConv2d(_SpikingLayer):
         return F.conv2d(y, wq, self.bias, stride=self.stride, padding=self.padding)
 
     def macs(self) -> int:
-        # METHOD.md section 2: H_out * W_out * k_h * k_w * C_in * C_out
+        # docs/method.md §2: H_out * W_out * k_h * k_w * C_in * C_out
         return int(self.out_shape[1] * self.out_shape[2] * self.kernel_size[0] * self.kernel_size[1]
                    * self.in_channels * self.out_channels)
 
@@ -400,7 +400,7 @@ class SpikingLinear(_SpikingLayer):
         return F.linear(y, wq, self.bias)
 
     def macs(self) -> int:
-        # METHOD.md section 2: in * out per input vector (per token for (N, L, in) inputs)
+        # docs/method.md §2: in * out per input vector (per token for (N, L, in) inputs)
         return int(np.prod(self.in_shape[:-1], dtype=np.int64) * self.in_features * self.out_features)
 
     def extra_repr(self):

@@ -1,4 +1,4 @@
-"""Ops of spiking self-attention (METHOD.md 13): tokens <-> heads, tokens <-> maps, BN over token features.
+"""Ops of spiking self-attention (docs/method.md §13): tokens <-> heads, tokens <-> maps, BN over token features.
 
 Layouts (Spikformer's, per time-squeezed sample):
 

@@ -1,4 +1,4 @@
-"""refsnn in PyTorch: the method, its layers and models, verified by the golden outputs (METHOD.md 16).
+"""refsnn in PyTorch: the method, its layers and models, verified by the golden outputs (docs/method.md §16).
 
     pip install -e ".[torch]"
 

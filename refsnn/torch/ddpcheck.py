@@ -1,4 +1,4 @@
-"""A self-check of data-parallel training (METHOD.md 16): ``python -m refsnn.torch.ddpcheck [--nproc N]``.
+"""A self-check of data-parallel training (docs/method.md §16): ``python -m refsnn.torch.ddpcheck [--nproc N]``.
 
 Trains tiny_resnet on a few digits for two short epochs (float64) with widths forced to change
 before each epoch, so that the LSQ initialisation and both kinds of observers fire (Alg. 1-2),

@@ -1,9 +1,9 @@
-"""The method's differentiable pieces as ``torch.autograd.Function``s (METHOD.md sections 3-6).
+"""The method's differentiable pieces as ``torch.autograd.Function``s (docs/method.md §3-6).
 
     round_clip        Eq. 9-11    B = round(clip(Bhat, 1, bound)), straight-through gradient
     WeightQuant       Eq. 6 forward; Eq. 18-19, App. A.8-A.9 backward
     RefinedNeuron     Eq. 12-15 forward (all T steps, squeeze); Eq. 16-17, 20, App. A.6-A.7,
-                      A.10-A.13, METHOD.md 6.5-6.6 backward
+                      A.10-A.13, docs/method.md §6.5-6.6 backward
 
 Each backward is written out, symbol by symbol, as ``refsnn.kernels.neuron`` / ``.quant``
 state it (their NumPy twins are the specification; docs/golden.md sections 2-3 the contract).
@@ -22,7 +22,7 @@ from ..method.neuron import DOMAINS, ROUNDINGS, spike_grid
 from ..method.weight_quant import weight_grid
 
 LN2 = math.log(2.0)
-#: lower bound of the weight step in the forward pass (METHOD.md section 3)
+#: lower bound of the weight step in the forward pass (docs/method.md §3)
 EPS = 1e-5
 
 
@@ -68,7 +68,7 @@ def round_clip(param: torch.Tensor, bound: int, name: str = "width", use_abs: bo
 
 
 def round_half_away(x: torch.Tensor) -> torch.Tensor:
-    """round(x) of METHOD.md: sign(x) * floor(|x| + 1/2)."""
+    """round(x) of docs/method.md: sign(x) * floor(|x| + 1/2)."""
     return torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
 
 
@@ -90,12 +90,12 @@ def _per_channel(s: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 class WeightQuant(torch.autograd.Function):
-    """Eq. 6 with the LSQ gradients of Eq. 18-19, App. A.8-A.9 (METHOD.md 6.4)."""
+    """Eq. 6 with the LSQ gradients of Eq. 18-19, App. A.8-A.9 (docs/method.md §6.4)."""
 
     @staticmethod
     def forward(ctx, w, step, bits, conv: Convention):
         B = int(bits.item())
-        # METHOD.md 3: s = max(S_q, eps)
+        # docs/method.md §3: s = max(S_q, eps)
         s = torch.clamp(step, min=EPS)
         S_q = _per_channel(s, w.dim())
         # Eq. 6: x_i = w_i / S_q
@@ -131,11 +131,11 @@ class WeightQuant(torch.autograd.Function):
             # C6 (official, conv kernels): dL/dS_q = g (g M_c) sum_i dL/dw_q,i m_i, M_c = w.numel() / C_out
             gstep = (g * (gwq * m).reshape(n_steps, -1).sum(dim=1)) * (g * (w.numel() // w.shape[0]))
         else:
-            # METHOD.md 6.4 (App. A.8): dL/dS_q = g sum_i dL/dw_q,i m_i (per channel for a per-channel step)
+            # docs/method.md §6.4 (App. A.8): dL/dS_q = g sum_i dL/dw_q,i m_i (per channel for a per-channel step)
             gstep = g * (gwq * m).reshape(n_steps, -1).sum(dim=1)
         # Decision (golden.md 2): the clamp max(S_q, eps) passes no gradient where S_q < eps
         gstep = torch.where(step.reshape(-1) < EPS, torch.zeros_like(gstep), gstep).reshape(step.shape)
-        # METHOD.md 6.4 (App. A.9): dL/dBhat_w = g_B sum_i dL/dw_q,i k_i
+        # docs/method.md §6.4 (App. A.9): dL/dBhat_w = g_B sum_i dL/dw_q,i k_i
         gbits = (g_B * (gwq * k).sum()).reshape(())
         return gw, gstep, gbits, None
 
@@ -154,7 +154,7 @@ def quantize_weight(w, step, bits, convention: Convention = PAPER) -> torch.Tens
 
 
 # =============================================================================================
-# Eq. 12-17, 20, App. A.6-A.13, METHOD.md 6.5-6.6: the refined neuron with temporal squeezing
+# Eq. 12-17, 20, App. A.6-A.13, docs/method.md §6.5-6.6: the refined neuron with temporal squeezing
 # =============================================================================================
 def emit(u: torch.Tensor, B: int, domain: str, shift: float) -> torch.Tensor:
     """The integer spike S for ``u = v / V_th`` (Eq. 14, Eq. 15), as floats."""
@@ -196,7 +196,7 @@ def membrane(I, v_th, bits, T: int, domain: str, shift: float, tau: float, reset
 
 
 class RefinedNeuron(torch.autograd.Function):
-    """Eq. 12-15 forward; gradients of METHOD.md 6.1-6.6 under the convention's C1-C4."""
+    """Eq. 12-15 forward; gradients of docs/method.md §6.1-6.6 under the convention's C1-C4."""
 
     @staticmethod
     def forward(ctx, I, v_th, bits, T, domain, shift, tau, conv: Convention, ranks: int):
@@ -245,10 +245,10 @@ class RefinedNeuron(torch.autograd.Function):
             # Eq. 20 + Eq. 13 carry: dL/dv^t = dL/dShat^t ind + (1/tau) dL/dv^{t+1}  (C3 official: no carry)
             ind = inside.to(gy.dtype)
             gv = gS * ind + inv_tau * gv_next if c.bptt else gS * ind
-            # METHOD.md 6.6: dv^t/dI = 1, so dL/dI = sum_t dL/dv^t
+            # docs/method.md §6.6: dv^t/dI = 1, so dL/dI = sum_t dL/dv^t
             gI = gI + gv
             gv_next = gv
-        # METHOD.md 6.5 (Eq. 12 with Eq. 20): dL/dThat = dL/dT = sum_j dL/dy_j (-y_j / T)
+        # docs/method.md §6.5 (Eq. 12 with Eq. 20): dL/dThat = dL/dT = sum_j dL/dy_j (-y_j / T)
         g_T = (-(gy * y).sum() / T).reshape(())
         return gI, g_vth, g_bits, g_T, None, None, None, None, None
 
@@ -260,7 +260,7 @@ def spiking_neuron(I, v_th, bits, T, *, domain: str = "positive", rounding: str 
     ``v_th``, ``bits``: (T_bound,) tensors (thresholds > 0, integer-valued widths from ``round_clip``);
     ``T``: 0-d integer-valued tensor in [1, T_bound].  Same arguments as ``refsnn.method.spiking_neuron``, and
     ``ranks``: how many equal shards (data-parallel ranks) form the global batch, so that the LSQ scale
-    ``g = 1/sqrt(N q_max)`` counts the global batch's N (METHOD.md 6.2 with 16; 1 = one process).
+    ``g = 1/sqrt(N q_max)`` counts the global batch's N (docs/method.md §6.2 with 16; 1 = one process).
     """
     if domain not in DOMAINS:
         raise ValueError(f"spiking_neuron: domain must be one of {DOMAINS}, got {domain!r}")

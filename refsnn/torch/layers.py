@@ -1,4 +1,4 @@
-"""SpikingConv2d and SpikingLinear as ``torch.nn.Module``s: neuron + squeeze + quantized weight (METHOD.md 5).
+"""SpikingConv2d and SpikingLinear as ``torch.nn.Module``s: neuron + squeeze + quantized weight (docs/method.md §5).
 
 The same parameters, buffers and names as ``refsnn.nn.SpikingConv2d`` / ``SpikingLinear``
 (so a state dict moves between the two unchanged) and the same ``refsnn.nn.SpikingConfig``:
@@ -6,7 +6,7 @@ The same parameters, buffers and names as ``refsnn.nn.SpikingConv2d`` / ``Spikin
     weight, bias, weight_step (S_q), weight_width (Bhat_w), threshold (V_th^t), spike_width (Bhat_s^t),
     time (That);  buffers initialized, renew_spike, renew_weight, obs_w_bold/vrmin/vrmax, obs_s_bold/vrmin/vrmax
 
-A training forward pass first initialises the steps by the LSQ rule (METHOD.md 11, first batch),
+A training forward pass first initialises the steps by the LSQ rule (docs/method.md §11, first batch),
 then lets the bit-width observers renew the steps whose rounded width changed (Alg. 1-2,
 Eq. 24-25); both reduce their statistics over the ranks of a data-parallel run (``renewal``).
 """
@@ -104,7 +104,7 @@ class SpikingLayer(nn.Module):
 
     @property
     def has_learnable_width(self) -> bool:
-        """Some width of the layer is learnable (B_w, or with an input neuron B_s^t or T): METHOD.md section 7."""
+        """Some width of the layer is learnable (B_w, or with an input neuron B_s^t or T): docs/method.md §7."""
         c = self.config
         return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
 
@@ -137,7 +137,7 @@ class SpikingLayer(nn.Module):
         """V_th^t for t = 1..T_bound (a shared threshold repeated)."""
         return self.threshold.expand(self.config.time_bound)
 
-    # -- METHOD.md 11: LSQ initialisation at the first training batch (global batch, METHOD.md 16) --------
+    # -- docs/method.md §11: LSQ initialisation at the first training batch (global batch, docs/method.md §16) --------
     def _initialize(self, x: torch.Tensor) -> None:
         c = self.config
         B_w, _, _ = self.width_values()
@@ -248,7 +248,7 @@ class SpikingLayer(nn.Module):
 
 
 class SpikingConv2d(SpikingLayer):
-    """Neuron + squeeze + quantized-weight 2-D convolution (METHOD.md 5.1, Eq. 6, Eq. 12-15)."""
+    """Neuron + squeeze + quantized-weight 2-D convolution (docs/method.md §5.1, Eq. 6, Eq. 12-15)."""
     kind = "conv"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
@@ -263,7 +263,7 @@ class SpikingConv2d(SpikingLayer):
         return nn.functional.conv2d(y, wq, self.bias, stride=self.stride, padding=self.padding)
 
     def macs(self) -> int:
-        # METHOD.md section 2: H_out * W_out * k_h * k_w * C_in * C_out
+        # docs/method.md §2: H_out * W_out * k_h * k_w * C_in * C_out
         return int(self.out_shape[1] * self.out_shape[2] * self.kernel_size[0] * self.kernel_size[1]
                    * self.in_channels * self.out_channels)
 
@@ -282,7 +282,7 @@ class SpikingLinear(SpikingLayer):
         return nn.functional.linear(y, wq, self.bias)
 
     def macs(self) -> int:
-        # METHOD.md section 2: in * out
+        # docs/method.md §2: in * out
         return int(self.in_features * self.out_features)
 
 

@@ -1,8 +1,8 @@
-"""Optimizer set-up of Algorithm A.1 for torch models (METHOD.md section 11), as ``refsnn.optim`` does it.
+"""Optimizer set-up of Algorithm A.1 for torch models (docs/method.md §11), as ``refsnn.optim`` does it.
 
 One parameter group per kind (``refsnn.nn.PARAMETER_KINDS`` order, parameters in definition
 order), learning rates per kind (``refsnn.optim.DEFAULT_LR``), weight decay on conv/linear
-weights only, and thresholds / weight steps clamped to >= eps after every step (METHOD.md 3).
+weights only, and thresholds / weight steps clamped to >= eps after every step (docs/method.md §3).
 The group order equals refsnn's, so the momentum buffers of the two are interchangeable
 (``refsnn.torch.checkpoint``).
 """
@@ -54,7 +54,7 @@ def param_groups(model: nn.Module, lr: dict | None = None, weight_decay: float =
 
 @torch.no_grad()
 def clamp_steps(optimizer) -> None:
-    """METHOD.md section 3: thresholds and weight steps stay >= eps after a step."""
+    """docs/method.md §3: thresholds and weight steps stay >= eps after a step."""
     for g in optimizer.param_groups:
         if g.get("min_value") is not None:
             for p in g["params"]:
@@ -78,7 +78,7 @@ class KindGroups:
 
 
 class SGD(KindGroups, torch.optim.SGD):
-    """torch's SGD over ``param_groups`` (METHOD.md 11: momentum 0.9, first step b = g)."""
+    """torch's SGD over ``param_groups`` (docs/method.md §11: momentum 0.9, first step b = g)."""
 
 
 class Adam(KindGroups, torch.optim.Adam):

@@ -2,10 +2,10 @@
 
     L_total = L_task + lam_w |W - W_tar| + lam_T |T - T_tar| + lam_s |S - S_tar|      (21)
 
-W, S, T are the model averages of METHOD.md section 2 over the rounded widths with the
+W, S, T are the model averages of docs/method.md §2 over the rounded widths with the
 straight-through round (Eq. 9-11): ``refsnn.method.regulate.model_averages`` itself, which reads
 the port's layers through refsnn's layer protocol; layers whose widths are all frozen are left
-out (METHOD.md 7).  The cost table asks every layer for its
+out (docs/method.md §7).  The cost table asks every layer for its
 ``refsnn.method.budget.LayerCost`` and reuses refsnn's ``model_cost`` / ``uniform`` /
 ``format_cost_table``.  Every rank holds the same widths, so these are equal on every rank.
 """

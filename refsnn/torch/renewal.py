@@ -1,5 +1,5 @@
 """Step-size renewal in torch: Alg. 2 grid search, Alg. 1 observer (Eq. 24-25) and the LSQ
-initialisation (METHOD.md 11), reduced over the ranks of a data-parallel run (METHOD.md 16).
+initialisation (docs/method.md §11), reduced over the ranks of a data-parallel run (docs/method.md §16).
 
 A rank sees only its local batch.  So every statistic of the data a discrete choice depends
 on is reduced over the default process group before it is used:
@@ -62,13 +62,13 @@ def global_sum(values: list) -> list:
 
 
 def global_mean_abs(X: torch.Tensor) -> float:
-    """mean|X| over the global batch (METHOD.md 11 and 16: the LSQ initialisation uses the global batch)."""
+    """mean|X| over the global batch (docs/method.md §11 and §16: the LSQ initialisation uses the global batch)."""
     s, n = global_sum([float(torch.abs(X.detach()).double().sum()), X.numel()])
     return s / n
 
 
 def lsq_init(mean_abs: float, q_max: int) -> float:
-    """METHOD.md section 11: step = 2 mean|x| / sqrt(q_max), kept >= eps."""
+    """docs/method.md §11: step = 2 mean|x| / sqrt(q_max), kept >= eps."""
     return max(2.0 * mean_abs / math.sqrt(q_max), EPS)
 
 

@@ -1,4 +1,4 @@
-"""Batch normalisation over the global batch of a data-parallel run, on any device (METHOD.md 16).
+"""Batch normalisation over the global batch of a data-parallel run, on any device (docs/method.md §16).
 
 torch's ``nn.SyncBatchNorm`` runs on GPUs only; this one uses a differentiable all-reduce
 (``AllSum``) and so also runs on CPU with gloo.  In training mode, over the

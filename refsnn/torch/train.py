@@ -1,4 +1,4 @@
-"""Training with the port: Algorithm A.1 from the same TOML configs, on one device or data-parallel (METHOD.md 16).
+"""Training with the port: Algorithm A.1 from the same TOML configs, on one device or data-parallel (docs/method.md §16).
 
     python -m refsnn.torch.train --config FILE [--device cuda] [--sync-bn] [--resume CKPT]
     refsnn-torch [train] --config FILE ...
