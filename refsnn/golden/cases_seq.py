@@ -79,7 +79,7 @@ def _seq_neuron_case(seed, name, domain, rounding, tau, prior):
     if tau != 1:
         eqs.append("C4")
     desc = (f"{'Prior-art (Eq. 3-5, amplitude alpha^t, reset alpha S) ' if prior else ''}"
-            f"{'positive' if domain == 'positive' else 'bidirectional'} neuron in sequential mode (docs/method.md §14): "
+            f"{'positive' if domain == 'positive' else 'bidirectional'} neuron in sequential mode (METHOD.md 14): "
             f"a current per step, T = {T_SEQ} (T_bound {T_BOUND}), B_s^t = {list(map(int, bits[:T_SEQ]))}, "
             f"{'rounding' if rounding == 'round' else 'flooring'}, tau = {tau}, no squeeze: the per-step output "
             f"Shat^t = {'alpha^t' if prior else 'V_th^t'} S^t, membrane v^t, integer spikes S^t, and the gradients "
@@ -157,7 +157,7 @@ def make_seq_layers(seed) -> list:
     eqs = ["Eq. 6", "Eq. 9", "Eq. 11", "Eq. 13", "Eq. 14", "Eq. 16", "Eq. 17", "Eq. 18", "Eq. 19", "Eq. 20",
            "App. A.6", "App. A.7", "App. A.8", "App. A.9", "METHOD.md 6.6", "METHOD.md 14", "C1", "C3"]
     return [Case(name, "seq_spiking_layer",
-                 "A SpikingConv2d in sequential mode (docs/method.md §14; eval mode): input (T, N, C, H, W) = (3, 2, 2, 4, 4), "
+                 "A SpikingConv2d in sequential mode (METHOD.md 14; eval mode): input (T, N, C, H, W) = (3, 2, 2, 4, 4), "
                  "the positive neuron step by step with no squeeze, quantized weights, the convolution of every step "
                  "in one call over T*N; forward intermediates and the gradients to the input and every parameter.",
                  eqs, p, arrays, margins={"u": margin})]

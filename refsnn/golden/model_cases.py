@@ -93,7 +93,7 @@ def make_regulate(seed) -> list:
     p["layers"] = [n for n, _ in layers]
     return [Case(name, "regulate",
                  "Regulating loss (Eq. 21) over tiny_resnet with mixed per-layer widths (one layer frozen, one with "
-                 "widths shared over time, the classifier with a frozen T): the averages W, S, T of docs/method.md "
+                 "widths shared over time, the classifier with a frozen T): the averages W, S, T of METHOD.md "
                  "section 2 (weighted by N_w and N_f of a 1x8x8 input), the loss, and its gradient to every "
                  "learnable width parameter (Bhat_w, Bhat_s^t, That) through the straight-through round.",
                  ["Eq. 9", "Eq. 10", "Eq. 11", "Eq. 21", "METHOD.md 2", "METHOD.md 7"], p, arrays,

@@ -98,7 +98,7 @@ def _neuron_case(seed, name, domain, B, T, rounding, tau, temporal_wise):
             + ("temporal-wise thresholds and widths: " if temporal_wise else
                "one threshold and width shared over time: ") +
             "membrane v^t, integer spikes S^t, squeezed output y, and the gradients to the input x, the thresholds "
-            "V_th, the width parameters Bhat_s (straight through Eq. 9) and That (Eq. 10, docs/method.md §6.5).")
+            "V_th, the width parameters Bhat_s (straight through Eq. 9) and That (Eq. 10, METHOD.md 6.5).")
     return Case(name, "neuron", desc, eqs,
                 {"domain": domain, "rounding": rounding, "shift": shift, "tau": tau, "temporal_wise": temporal_wise,
                  "B_s": B, "T": T, "T_bound": T_BOUND, "bound": B_BOUND, "q_min": q_min, "q_max": q_max,

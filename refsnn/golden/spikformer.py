@@ -114,7 +114,7 @@ def make_ssa(seed) -> list:
     for k, v in state.items():
         arrays[("param." if k in params else "input.state.") + k] = v
     f64 = tuple(f"input.state.{k}" for k in state if "obs_" in k and state[k].dtype == np.float64)
-    desc = ("One spiking self-attention block (docs/method.md §13) on 2 x 4 tokens of 8 features, 2 heads, scale 0.125, "
+    desc = ("One spiking self-attention block (METHOD.md 13) on 2 x 4 tokens of 8 features, 2 heads, scale 0.125, "
             "training mode, renewal off, thresholds and weight steps given: qkv = BN(x W_qkv) (one input neuron "
             "for W_q, W_k, W_v), Q = N_q(q), K = N_k(k), V = N_v(v) with their own widths and one shared T, "
             "A = Q K^T * scale per head, O = A V, y = BN(O W_o). Outputs: Q, K, V (squeezed neuron outputs), y, "
@@ -155,7 +155,7 @@ def compute_ssa(p, a):
 
 
 def make_train_step_spikformer(seed) -> list:
-    desc = ("One training step (Alg. A.1) of tiny_spikformer (docs/method.md §13) on 2 digits, exactly as "
+    desc = ("One training step (Alg. A.1) of tiny_spikformer (METHOD.md 13) on 2 digits, exactly as "
             "train_step_tiny_resnet: LSQ initialisation of the steps (first batch), observers renewing the steps "
             "whose rounded width changed (spike and weight; the Q/K/V neurons included), forward, cross-entropy + "
             "regulating loss (Eq. 21, the Q/K/V neurons counted in S and T), backward, SGD step. The Q/K/V neurons "

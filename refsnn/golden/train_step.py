@@ -65,7 +65,7 @@ MAX_SEEDS = 400
 #: pinned, every machine writes the same case (``refsnn golden search-seed`` reports what the search chooses).
 #: tiny_resnet: chosen with OpenBLAS's Haswell kernel (the SkylakeX kernel would choose 10); the Spikformer
 #: cases: chosen with the SkylakeX kernel (the Haswell kernel would choose 0 for train_step_tiny_spikformer).
-MODEL_SEEDS = {"train_step_tiny_resnet": 5, "ssa_block": 0, "train_step_tiny_spikformer": 10}
+MODEL_SEEDS = {"train_step_tiny_resnet": 5, "ssa_block": 0, "train_step_tiny_spikformer": 3}
 
 
 @dataclass(frozen=True)
