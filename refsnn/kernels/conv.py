@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from refsnn.kernels import _checks as chk
+from refsnn.kernels import checks as chk
 from refsnn.kernels.winograd import (backward_data_winograd, backward_weight_winograd, forward_winograd,
                                      winograd_applies)
 

@@ -60,7 +60,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from refsnn.kernels import _checks as chk
+from refsnn.kernels import checks as chk
 from refsnn.kernels.neuron_grad import neuron_backward
 from refsnn.kernels.spike import (BLOCK, DOMAINS, MAX_BITS, SHIFTS, check_common, check_finite,
                                   count_nonfinite, emit, emit_numpy, spike_levels, step_constants)

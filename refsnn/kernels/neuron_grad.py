@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 from numba import njit, prange
 
-from refsnn.kernels import _checks as chk
+from refsnn.kernels import checks as chk
 from refsnn.kernels.spike import (BLOCK, LN2, check_common, check_finite, count_nonfinite, emit,
                                   emit_numpy, spike_levels, step_constants)
 

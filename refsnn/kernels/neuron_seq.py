@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from refsnn.kernels import _checks as chk
+from refsnn.kernels import checks as chk
 from refsnn.kernels import neuron_grad as ng
 from refsnn.kernels import spike as sp
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from refsnn.kernels import _checks as chk
+from refsnn.kernels import checks as chk
 
 __all__ = [
     "max_pool2d_forward",

@@ -38,7 +38,7 @@ import numbers
 import numpy as np
 from numba import njit, prange
 
-from refsnn.kernels import _checks as chk
+from refsnn.kernels import checks as chk
 
 __all__ = ["weight_quant_forward", "weight_quant_backward", "weight_levels", "EPS", "MAX_BITS"]
 

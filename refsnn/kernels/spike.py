@@ -19,7 +19,7 @@ import numbers
 import numpy as np
 from numba import njit
 
-from refsnn.kernels import _checks as chk
+from refsnn.kernels import checks as chk
 
 __all__ = ["spike_levels", "emit_numpy", "emit", "check_common", "check_finite", "step_constants",
            "count_nonfinite", "LN2", "DOMAINS", "SHIFTS", "MAX_BITS", "BLOCK"]

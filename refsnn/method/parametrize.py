@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd.tensor import Tensor, primitive
+from ..kernels.checks import MAX_BITS  # noqa: F401  (the kernels' largest width: the bound of every B, Eq. 9-11)
 
 
 def check_bound(bound, name: str = "bound") -> int:

@@ -38,13 +38,11 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd.tensor import DEFAULT_DTYPE, Tensor, check_float_dtype, no_grad
-from ..kernels.quant import MAX_BITS as WEIGHT_MAX_BITS
-from ..kernels.spike import MAX_BITS as SPIKE_MAX_BITS
 from ..method import renewal as R
 from ..method.budget import LayerCost
 from ..method.conventions import Convention, get_convention
 from ..method.neuron import DOMAINS, ROUNDINGS
-from ..method.parametrize import check_bound, check_finite_param, parametrized_width, width_value
+from ..method.parametrize import MAX_BITS, check_bound, check_finite_param, parametrized_width, width_value
 from ..method.protocol import LayerWidths
 from ..method.weight_quant import quantize_weight, weight_grid
 from ..random import resolve as resolve_rng
@@ -91,7 +89,7 @@ class SpikingConfig:
         wb = check_bound(self.weight_bound, "weight_bound")
         sb = check_bound(self.spike_bound, "spike_bound")
         tb = check_bound(self.time_bound, "time_bound (T_bound)")
-        for name, b, most in (("weight_bound", wb, WEIGHT_MAX_BITS), ("spike_bound", sb, SPIKE_MAX_BITS)):
+        for name, b, most in (("weight_bound", wb, MAX_BITS), ("spike_bound", sb, MAX_BITS)):
             if b > most:  # the kernels' limit: 2^B - 1 must be an exact float32 integer
                 raise ValueError(f"SpikingConfig: {name} = {b} is above the kernels' limit of {most} bits; "
                                  f"allowed: 1..{most}")
