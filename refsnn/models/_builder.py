@@ -21,7 +21,8 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
-from ..autograd.tensor import check_float_dtype
+from .. import functional as F
+from ..autograd.tensor import Tensor, check_float_dtype
 from ..nn import SpikingConfig, SpikingConv2d, SpikingLinear, SpikingNeuron, spiking_layers
 
 
@@ -91,15 +92,18 @@ class LayerBuilder:
         return SpikingConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False,
                              config=self.config_for(name), rng=self.rng, dtype=self.dtype)
 
-    def linear(self, name: str, in_features: int, out_features: int, bias: bool = True) -> SpikingLinear:
+    def linear(self, name: str, in_features: int, out_features: int, bias: bool = True,
+               sample_ndim: int = 1) -> SpikingLinear:
+        """A spiking linear layer; ``sample_ndim=2`` for token inputs (L, F) (read in sequential mode)."""
         self.names.append(name)
         return SpikingLinear(in_features, out_features, bias=bias, config=self.config_for(name), rng=self.rng,
-                             dtype=self.dtype)
+                             dtype=self.dtype, sample_ndim=sample_ndim)
 
-    def neuron(self, name: str, time=None) -> SpikingNeuron:
-        """A neuron-only layer (docs/method.md §13); ``time``: a shared That (``refsnn.nn.shared_time``) or None."""
+    def neuron(self, name: str, time=None, sample_ndim: int | None = None) -> SpikingNeuron:
+        """A neuron-only layer (docs/method.md §13); ``time``: a shared That (``refsnn.nn.shared_time``) or None;
+        ``sample_ndim``: its per-sample input dims (read in sequential mode)."""
         self.names.append(name)
-        return SpikingNeuron(self.config_for(name), time=time, dtype=self.dtype)
+        return SpikingNeuron(self.config_for(name), time=time, dtype=self.dtype, sample_ndim=sample_ndim)
 
     def temporal_mode(self) -> tuple:
         """``(sequential, T)`` shared by every layer built (docs/method.md §14: the mode and the fixed T are
@@ -113,6 +117,10 @@ class LayerBuilder:
                              f"for every layer (model-wide), got {sorted(modes)}")
         return modes.pop()
 
+    def sequential(self, name: str) -> bool:
+        """Whether layer ``name`` runs in sequential mode (docs/method.md §14)."""
+        return self.config_for(name).sequential
+
     def finish(self, model):
         """Check that every ``layer_configs`` key matched a layer and that the names used are the module names."""
         actual = [n for n, _ in spiking_layers(model)]
@@ -124,3 +132,23 @@ class LayerBuilder:
             raise ValueError(f"{self.model_name}: layer_configs key(s) {unmatched} match no spiking layer; "
                              f"layers are {actual}")
         return model
+
+
+def time_flat(x, T: int, owner: str):
+    """Sequential mode (docs/method.md §14): (N, C, H, W) static images, repeated T times (direct encoding), or
+    (N, T, C, H, W) frames as a Dataset holds them -> time-major (T*N, C, H, W), and N."""
+    if x.ndim == 4:
+        N = x.shape[0]
+        xs = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+        return F.concatenate(*([xs] * T), axis=0), N
+    if x.ndim == 5 and x.shape[1] == T:
+        N = x.shape[0]
+        xt = F.transpose(x, axes=(1, 0, 2, 3, 4))
+        return F.reshape(xt, shape=(T * N,) + tuple(x.shape[2:])), N
+    raise ValueError(f"{owner} (sequential, T = {T}): input must be (N, C, H, W) static images or "
+                     f"(N, T, C, H, W) frames with T = {T}, got shape {tuple(x.shape)}")
+
+
+def mean_over_steps(out, T: int, N: int):
+    """Sequential mode (docs/method.md §14): the head's (T*N, classes) outputs averaged over the T steps."""
+    return F.mean(F.reshape(out, shape=(T, N, out.shape[1])), axis=0)

@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functional as F
-from ..autograd.tensor import Tensor
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Flatten, Identity, MaxPool2d, Module, ReLU, Sequential, SpikingConfig
-from ._builder import LayerBuilder
+from ._builder import LayerBuilder, mean_over_steps, time_flat
 
 #: The paper's CIFAR defaults (docs/method.md §4): initial W/S/T 4/4/2, bounds 6/6/3, K = 100.
 CIFAR_CONFIG = SpikingConfig()
@@ -131,34 +129,19 @@ class ResNet(Module):
         # docs/method.md §14: model-wide temporal mode; in sequential mode T is a fixed setting
         self.sequential, self.time_steps = builder.temporal_mode()
 
-    def _time_flat(self, x):
-        """Sequential mode: (N, C, H, W) static images, repeated T times (direct encoding), or
-        (N, T, C, H, W) frames as a Dataset holds them -> time-major (T*N, C, H, W), and N."""
-        T = self.time_steps
-        if x.ndim == 4:
-            N = x.shape[0]
-            xs = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
-            return F.concatenate(*([xs] * T), axis=0), N
-        if x.ndim == 5 and x.shape[1] == T:
-            N = x.shape[0]
-            xt = F.transpose(x, axes=(1, 0, 2, 3, 4))
-            return F.reshape(xt, shape=(T * N,) + tuple(x.shape[2:])), N
-        raise ValueError(f"{type(self).__name__} (sequential, T = {T}): input must be (N, C, H, W) static images or "
-                         f"(N, T, C, H, W) frames with T = {T}, got shape {tuple(x.shape)}")
-
     def forward(self, x):
         """Squeeze mode: x (N, C, H, W) -> logits (N, classes). Sequential mode (docs/method.md §14): every layer
         runs on all T steps (maps flattened to (T*N, ...), so BN normalises over (T, N, H, W)) and the
         logits are averaged over T."""
         if self.sequential:
-            x, N = self._time_flat(x)
+            x, N = time_flat(x, self.time_steps, type(self).__name__)
         x = self.maxpool(self.stem_relu(self.stem_bn(self.stem(x))))
         for name in self.stage_names:
             x = getattr(self, name)(x)
         out = self.fc(self.flatten(self.avgpool(x)))
         if self.sequential:
             # docs/method.md §14: the head averages the logits over T
-            out = F.mean(F.reshape(out, shape=(self.time_steps, N, out.shape[1])), axis=0)
+            out = mean_over_steps(out, self.time_steps, N)
         return out
 
 

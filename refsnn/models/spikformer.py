@@ -19,6 +19,11 @@ Layer names: ``sps.conv0`` (the stem: bidirectional neuron, Eq. 15) .. ``sps.con
 ``sps.rpe``, ``blocks.{i}.attn.qkv``, ``blocks.{i}.attn.q_neuron`` / ``k_neuron`` /
 ``v_neuron``, ``blocks.{i}.attn.proj``, ``blocks.{i}.mlp.fc1``, ``blocks.{i}.mlp.fc2``, ``head``.
 Linear layers followed by BN have no bias (BN's shift replaces it); the head has one.
+
+Sequential mode (``temporal_mode="sequential"``, docs/method.md §14, model-wide): the input is (N, T, C, H, W)
+frames or (N, C, H, W) images repeated T times; every layer runs on the T*N maps / token sets (BN over
+(T, N, ...); Q K^T and A V per step and per sample), the Q/K/V neurons have no T parameter (T fixed),
+and the head's logits (its neuron fires per step) are averaged over T.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import numpy as np
 
 from .. import functional as F
 from ..nn import BatchNorm2d, Identity, MaxPool2d, Module, Sequential, SpikingConfig, TokenBatchNorm, shared_time
-from ._builder import LayerBuilder
+from ._builder import LayerBuilder, mean_over_steps, time_flat
 from .resnet import CIFAR_CONFIG, IMAGENET_CONFIG
 
 #: After which of the four SPS convs a 3x3/2/1 max pool halves the map (docs/method.md §13).
@@ -104,18 +109,19 @@ class SSA(Module):
         self.dim, self.heads, self.n_tokens, self.scale = dim, heads, n_tokens, float(scale)
         dt = builder.dtype
         # decision (docs/method.md §13): W_q, W_k, W_v read the same input -> one layer D -> 3D, one input neuron
-        self.qkv = builder.linear(f"{prefix}.qkv", dim, 3 * dim, bias=False)
+        self.qkv = builder.linear(f"{prefix}.qkv", dim, 3 * dim, bias=False, sample_ndim=2)
         self.qkv_bn = TokenBatchNorm(3 * dim, dtype=dt)
-        # one temporal length T_l for N_q, N_k, N_v (paper); its options come from the q neuron's config
-        self.time = shared_time(builder.config_for(f"{prefix}.q_neuron"), dt)
-        self.q_neuron = builder.neuron(f"{prefix}.q_neuron", time=self.time)
-        self.k_neuron = builder.neuron(f"{prefix}.k_neuron", time=self.time)
-        self.v_neuron = builder.neuron(f"{prefix}.v_neuron", time=self.time)
+        # one temporal length T_l for N_q, N_k, N_v (paper); its options come from the q neuron's config;
+        # sequential mode (docs/method.md §14): T is the fixed time_steps, no T parameter at all
+        q_cfg = builder.config_for(f"{prefix}.q_neuron")
+        self.time = None if q_cfg.sequential else shared_time(q_cfg, dt)
+        for n in ("q", "k", "v"):
+            setattr(self, f"{n}_neuron", builder.neuron(f"{prefix}.{n}_neuron", time=self.time, sample_ndim=2))
         bounds = {n.config.time_bound for n in (self.q_neuron, self.k_neuron, self.v_neuron)}
         if len(bounds) > 1:
             raise ValueError(f"{builder.model_name}: {prefix}: the Q/K/V neurons share one T and need one time_bound, "
                              f"got {sorted(bounds)} from layer_configs")
-        self.proj = builder.linear(f"{prefix}.proj", dim, dim, bias=False)
+        self.proj = builder.linear(f"{prefix}.proj", dim, dim, bias=False, sample_ndim=2)
         self.proj_bn = TokenBatchNorm(dim, dtype=dt)
 
     def forward(self, x):
@@ -137,9 +143,9 @@ class MLP(Module):
 
     def __init__(self, builder: LayerBuilder, prefix: str, dim: int, hidden: int):
         super().__init__()
-        self.fc1 = builder.linear(f"{prefix}.fc1", dim, hidden, bias=False)
+        self.fc1 = builder.linear(f"{prefix}.fc1", dim, hidden, bias=False, sample_ndim=2)
         self.bn1 = TokenBatchNorm(hidden, dtype=builder.dtype)
-        self.fc2 = builder.linear(f"{prefix}.fc2", hidden, dim, bias=False)
+        self.fc2 = builder.linear(f"{prefix}.fc2", hidden, dim, bias=False, sample_ndim=2)
         self.bn2 = TokenBatchNorm(dim, dtype=builder.dtype)
 
     def forward(self, x):
@@ -182,11 +188,22 @@ class Spikformer(Module):
                                    for i in range(depth)])
         self.head = builder.linear("head", dim, num_classes)
         builder.finish(self)
+        # docs/method.md §14: model-wide temporal mode; in sequential mode T is a fixed setting
+        self.sequential, self.time_steps = builder.temporal_mode()
 
     def forward(self, x):
+        """Squeeze mode: x (N, C, H, W) -> logits (N, classes). Sequential mode (docs/method.md §14): x (N, T, C, H, W)
+        frames or (N, C, H, W) images repeated T times; every layer runs on the T*N maps / token sets (BN over
+        (T, N, ...), attention per step and per sample) and the logits are averaged over T."""
+        if self.sequential:
+            x, N = time_flat(x, self.time_steps, type(self).__name__)
         x = self.blocks(self.sps(x))
-        # head: mean over tokens, then the classifier
-        return self.head(F.mean(x, axis=1))
+        # head: mean over tokens, then the classifier (on each of the T*N token sets in sequential mode)
+        out = self.head(F.mean(x, axis=1))
+        if self.sequential:
+            # docs/method.md §14: the head averages over T (the logits: the head's neuron runs per step)
+            out = mean_over_steps(out, self.time_steps, N)
+        return out
 
 
 def spikformer(L: int, D: int, heads: int, img_size: int = 32, in_channels: int = 3, num_classes: int = 10,
@@ -222,8 +239,9 @@ def spikformer_dvs(num_classes=10, img_size=128, config=None, layer_configs=None
                    dtype=np.float64) -> Spikformer:
     """The DVS Spikformer (Tables 6-7): 2 blocks, D = 256, 16 heads, 2-channel 128x128 (or 48x48) event frames.
 
-    Squeeze mode: the event frames enter as one 2-channel image (the sequential mode of
-    docs/method.md §14 is not in refsnn yet); the DVS release scales attention by 0.25.
+    ``config`` (default: the ImageNet settings, squeeze mode: the frames enter as one 2-channel image) with
+    ``temporal_mode="sequential"`` and ``time_steps=T``: the sequential mode of docs/method.md §14, input
+    (N, T, 2, H, W) frames. The DVS release scales attention by 0.25.
     """
     return spikformer(2, 256, 16, img_size, 2, num_classes, "dvs", scale=0.25, config=config,
                       layer_configs=layer_configs, input_neuron=input_neuron, seed=seed, dtype=dtype,

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from .. import functional as F
 from ..autograd.tensor import DEFAULT_DTYPE, Tensor, check_float_dtype, no_grad
 from ..method import renewal as R
 from ..method.budget import LayerCost
@@ -167,6 +168,20 @@ class NeuronPart:
                 self.threshold.data[t] = max(res.step, R.EPS)
                 self.renewal_events.append(("spike", t, int(res.b_old), res.step))
 
+    def _time_major(self, x):
+        """Sequential mode: ``x`` as (T, N, ...) and whether it came flattened as (T*N, ...) (docs/method.md §14).
+
+        ``self.sample_ndim``: the per-sample dims, or None (neuron-only layer built without it): flattened only."""
+        T, d = int(self.config.time_steps), self.sample_ndim
+        shape = x.shape
+        if d is not None and len(shape) == d + 2 and shape[0] == T:
+            return x, False
+        if (d is None or len(shape) == d + 1) and len(shape) >= 2 and shape[0] % T == 0:
+            return F.reshape(x, shape=(T, shape[0] // T) + tuple(shape[1:])), True
+        dims = "(T*N, ...)" if d is None else f"(T, N, ...) with {d} per-sample dims, or (T*N, ...)"
+        raise ValueError(f"{type(self).__name__} (sequential, T = {T}): input must have shape {dims}, "
+                         f"got {tuple(shape)}")
+
     def _fire(self, x, B_s, T):
         """Eq. 12-15: the neuron over T steps and the temporal squeeze (through the hook point ``squeezed``)."""
         c = self.config
@@ -187,11 +202,17 @@ class SpikingNeuron(NeuronPart, Module):
     averages) and the regulating loss (Eq. 21) like any spiking layer.  ``time``: a
     parameter from ``shared_time`` to share That with other neurons (Spikformer's
     ``N_q, N_k, N_v``), or None for its own.
+
+    Sequential mode (``temporal_mode="sequential"``, docs/method.md §14): T = ``time_steps`` is fixed (no
+    ``time`` parameter; ``time`` must be None); the input is one current per step, flattened time-major
+    as (T*N, ...) as a model passes it between layers, or (T, N, ...) when ``sample_ndim`` (the
+    per-sample dims, e.g. 2 for tokens (L, D)) is given; the neuron runs step by step without squeezing
+    (``sequential_neuron``) and the output has the input's shape; the observers watch ``v^t`` per step.
     """
     kind = "neuron"
     has_weight = False
 
-    def __init__(self, config=None, time: Parameter | None = None, dtype=DEFAULT_DTYPE):
+    def __init__(self, config=None, time: Parameter | None = None, dtype=DEFAULT_DTYPE, sample_ndim: int | None = None):
         super().__init__()
         from .spiking import SpikingConfig
         c = self.config = config or SpikingConfig()
@@ -199,9 +220,13 @@ class SpikingNeuron(NeuronPart, Module):
             raise ValueError(f"SpikingNeuron: config must be a SpikingConfig, got {type(c).__name__}")
         if not c.input_neuron:
             raise ValueError("SpikingNeuron: config.input_neuron must be True (the layer is a neuron)")
-        if c.sequential:
-            raise ValueError("SpikingNeuron: temporal_mode='sequential' is not supported by the neuron-only layer yet "
-                             "(the sequential spiking layers are SpikingConv2d / SpikingLinear)")
+        if sample_ndim is not None and (isinstance(sample_ndim, bool) or not isinstance(sample_ndim, int)
+                                        or sample_ndim < 1):
+            raise ValueError(f"SpikingNeuron: sample_ndim must be None or an integer >= 1, got {sample_ndim!r}")
+        if c.sequential and time is not None:
+            raise ValueError("SpikingNeuron: in temporal_mode='sequential' T is the fixed time_steps "
+                             "(docs/method.md §14); pass time=None, got a shared 'time' Parameter")
+        self.sample_ndim = sample_ndim
         dtype = check_float_dtype(dtype)
         self._build_neuron_params(c, dtype, time)
         self.register_buffer("initialized", np.array(False))
@@ -228,8 +253,10 @@ class SpikingNeuron(NeuronPart, Module):
         if self.in_shape is None:
             raise ValueError("SpikingNeuron: run a forward pass first (N_f comes from the input shape)")
         B_s, T = self.spike_widths(for_loss=True)   # C11: as the loss sees them
-        return LayerWidths(B_w=None, B_s=B_s[:int(T.data)], T=T, n_w=0, n_f=int(np.prod(self.in_shape)),
-                           spiking=True)
+        n_steps = int(T.data)
+        # a fixed T (sequential mode, docs/method.md §14) as a plain number
+        return LayerWidths(B_w=None, B_s=B_s[:n_steps], T=n_steps if self.config.sequential else T, n_w=0,
+                           n_f=int(np.prod(self.in_shape)), spiking=True)
 
     def widths(self) -> tuple:
         """(None, B_s^t, T): the weight-width slot of a weight layer is empty."""
@@ -246,6 +273,10 @@ class SpikingNeuron(NeuronPart, Module):
         check_input(xd, type(self).__name__)
         if xd.dtype != self.threshold.dtype:
             raise TypeError(f"SpikingNeuron: input is {xd.dtype}, the layer is {self.threshold.dtype}")
+        flat = False
+        if self.config.sequential:
+            x, flat = self._time_major(x)
+            xd = x.data if isinstance(x, Tensor) else np.asarray(x)
         self.renewal_events = []
         self._check_neuron_params()
         if self.training:
@@ -257,6 +288,10 @@ class SpikingNeuron(NeuronPart, Module):
                     self._renew_spike_steps(xd)
         B_s, T = self.spike_widths()
         y = self._fire(x, B_s, T)
+        if self.config.sequential:
+            # docs/method.md §14: per-sample shape without the T and N axes
+            self.in_shape = self.out_shape = tuple(xd.shape[2:])
+            return F.reshape(y, shape=(xd.shape[0] * xd.shape[1],) + self.in_shape) if flat else y
         self.in_shape = self.out_shape = tuple(xd.shape[1:])
         return y
 
@@ -266,7 +301,7 @@ class SpikingNeuron(NeuronPart, Module):
             raise ValueError(f"SpikingNeuron {name}: run a forward pass first (the cost model needs the input shape)")
         bs, T = self.spike_width_values()
         return LayerCost(name=name, kind=self.kind, macs=0, n_w=0, n_f=int(np.prod(self.in_shape)), B_w=0, B_s=bs,
-                         T=T, spiking=True)
+                         T=T, spiking=True, sequential=self.config.sequential)
 
     def extra_repr(self):
         c = self.config

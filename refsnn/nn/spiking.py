@@ -279,17 +279,6 @@ class _SpikingLayer(NeuronPart, Module):
     def _weight_op(self, y, wq):  # pragma: no cover - defined by the subclasses
         raise TypeError(f"{type(self).__name__} must define _weight_op")
 
-    def _time_major(self, x):
-        """Sequential mode: ``x`` as (T, N, ...) and whether it came flattened as (T*N, ...) (docs/method.md §14)."""
-        T, d = int(self.config.time_steps), self.sample_ndim
-        shape = x.shape
-        if len(shape) == d + 2 and shape[0] == T:
-            return x, False
-        if len(shape) == d + 1 and shape[0] % T == 0:
-            return F.reshape(x, shape=(T, shape[0] // T) + tuple(shape[1:])), True
-        raise ValueError(f"{type(self).__name__} (sequential, T = {T}): input must have shape (T, N, ...) with "
-                         f"{d} per-sample dims, or (T*N, ...), got {tuple(shape)}")
-
     def forward(self, x):
         """Squeeze mode: ``x`` (N, ...) -> (N, ...) (Eq. 12-15, Eq. 6). Sequential mode (docs/method.md §14): ``x``
         (T, N, ...) -> (T, N, ...), or the same flattened to (T*N, ...) as a model passes it between layers."""
@@ -381,13 +370,18 @@ class SpikingConv2d(_SpikingLayer):
 
 
 class SpikingLinear(_SpikingLayer):
-    """Neuron + squeeze + quantized-weight linear layer."""
+    """Neuron + squeeze + quantized-weight linear layer.
+
+    ``sample_ndim``: the per-sample input dims, 1 for features (F,), 2 for tokens (L, F); read in sequential
+    mode only, to tell (T, N, ...) from the flattened (T*N, ...) (docs/method.md §14)."""
     kind = "linear"
-    sample_ndim = 1  # (F,)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, config: SpikingConfig | None = None,
-                 rng=None, dtype=DEFAULT_DTYPE):
+                 rng=None, dtype=DEFAULT_DTYPE, sample_ndim: int = 1):
         super().__init__()
+        if sample_ndim not in (1, 2) or isinstance(sample_ndim, bool):
+            raise ValueError(f"SpikingLinear: sample_ndim must be 1 (features) or 2 (tokens), got {sample_ndim!r}")
+        self.sample_ndim = int(sample_ndim)
         self.in_features = positive_int(in_features, "in_features", "SpikingLinear")
         self.out_features = positive_int(out_features, "out_features", "SpikingLinear")
         dtype = check_float_dtype(dtype)
