@@ -282,3 +282,12 @@ def test_prior_art_layer_eq_3_5():
     # every spike value is alpha^t times an integer in 0..2^B - 1
     S = Shat.data / layer.amplitude.data[:, None, None]
     assert np.allclose(S, np.round(S), atol=1e-12) and S.max() <= 15 and S.min() >= 0
+
+
+def test_frames_that_do_not_match_the_model_are_a_value_error_naming_x():
+    from refsnn.models import get_model
+    model = get_model("tiny_resnet", config=SpikingConfig(temporal_mode="sequential", time_steps=4, time_bound=4))
+    with pytest.raises(ValueError, match=r"input x has 2 channels per frame, the model takes 1"):
+        model(refsnn.tensor(np.zeros((2, 4, 2, 8, 8))))
+    with pytest.raises(ValueError, match=r"input must be \(N, C, H, W\) static images or \(N, T, C, H, W\) frames"):
+        model(refsnn.tensor(np.zeros((2, 3, 1, 8, 8))))

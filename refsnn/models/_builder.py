@@ -134,9 +134,14 @@ class LayerBuilder:
         return model
 
 
-def time_flat(x, T: int, owner: str):
+def time_flat(x, T: int, owner: str, channels: int | None = None):
     """Sequential mode (docs/method.md §14): (N, C, H, W) static images, repeated T times (direct encoding), or
-    (N, T, C, H, W) frames as a Dataset holds them -> time-major (T*N, C, H, W), and N."""
+    (N, T, C, H, W) frames as a Dataset holds them -> time-major (T*N, C, H, W), and N.
+    ``channels``: the C the model's first layer takes (a frame shape that does not match is a ValueError)."""
+    if channels is not None and x.ndim in (4, 5) and x.shape[-3] != channels:
+        raise ValueError(f"{owner} (sequential, T = {T}): input x has {x.shape[-3]} channels per frame, the model "
+                         f"takes {channels} (shape {tuple(x.shape)}; expected (N, {channels}, H, W) or "
+                         f"(N, {T}, {channels}, H, W))")
     if x.ndim == 4:
         N = x.shape[0]
         xs = x if isinstance(x, Tensor) else Tensor(np.asarray(x))

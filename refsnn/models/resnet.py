@@ -134,7 +134,7 @@ class ResNet(Module):
         runs on all T steps (maps flattened to (T*N, ...), so BN normalises over (T, N, H, W)) and the
         logits are averaged over T."""
         if self.sequential:
-            x, N = time_flat(x, self.time_steps, type(self).__name__)
+            x, N = time_flat(x, self.time_steps, type(self).__name__, channels=self.stem.weight.shape[1])
         x = self.maxpool(self.stem_relu(self.stem_bn(self.stem(x))))
         for name in self.stage_names:
             x = getattr(self, name)(x)
