@@ -138,3 +138,18 @@ def test_spikformer_cifar10dvs_config_builds_a_sequential_model(tmp_path):
     cfg.data.root = str(tmp_path / "missing")
     with pytest.raises((ConfigError, ValueError), match="missing"):   # refsnn downloads nothing
         Trainer(cfg)
+
+
+def test_spikformer_dvsgesture_config_builds_a_sequential_model(tmp_path):
+    from refsnn.config import ConfigError, bundled_config, load_config
+    from refsnn.train import Trainer, build_model
+    cfg = load_config(bundled_config("spikformer_dvsgesture"))
+    spk = cfg.spiking_config()
+    assert (cfg.model.name, spk.temporal_mode, spk.time_steps, cfg.data.options["size"], cfg.data.options["T"]) == \
+        ("spikformer_dvs", "sequential", 16.0, 64, 16)
+    m = build_model(cfg, 11)
+    assert m.sequential and m.time_steps == 16 and m.n_tokens == 16
+    assert all(p.kind != "time" for p in m.parameters())
+    cfg.data.root = str(tmp_path / "missing")
+    with pytest.raises((ConfigError, ValueError), match="missing"):   # refsnn downloads nothing
+        Trainer(cfg)
