@@ -65,7 +65,8 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli (a dependency there, pyproject.toml)
     import tomli as tomllib
 
-from .errors import RefsnnError
+from .configs import bundled_config, bundled_names, find_config  # noqa: F401  (the bundled TOML files)
+from .errors import ConfigError, RefsnnError  # noqa: F401
 from .nn.module import PARAMETER_KINDS
 from .nn.spiking import SpikingConfig
 
@@ -74,10 +75,6 @@ MOVED_FIELDS = {"renewal": "[renewal] mode", "renewal_K": "[renewal] K", "renewa
                 "input_neuron": "[model] input_neuron"}
 DATA_NAMES = ("digits", "cifar10", "cifar100", "synthetic", "imagenet", "event_digits", "cifar10_dvs", "dvs_gesture")
 PROGRESS_MODES = ("auto", "bar", "line", "none")
-
-
-class ConfigError(RefsnnError, ValueError):
-    """A configuration that cannot be used; the message names the section, the key and the value."""
 
 
 def _where(section: str, key: str) -> str:
@@ -441,30 +438,3 @@ def _build(cls, data, section: str):
 def load_config(path) -> TrainConfig:
     """``TrainConfig.from_toml(path)``."""
     return TrainConfig.from_toml(path)
-
-
-def bundled_names() -> list:
-    """The names of the TOML files shipped in ``refsnn/configs`` (``demo``, ``resnet20_cifar10``, ...), sorted."""
-    return sorted(p.stem for p in (Path(__file__).resolve().parent / "configs").glob("*.toml"))
-
-
-def find_config(name_or_path) -> Path:
-    """The TOML file of ``--config``: an existing file, else the bundled ``refsnn/configs/NAME.toml`` of a bare
-    name (``"demo"``, ``"resnet20_cifar10"``, with or without ``.toml``).  A ``ConfigError`` names the
-    argument and lists the bundled configurations when neither exists."""
-    path = Path(name_or_path)
-    if path.exists():  # a file (or something else that load_config then names: a directory, ...)
-        return path
-    if str(name_or_path) and path.name == str(name_or_path) and path.name.removesuffix(".toml") in bundled_names():
-        return bundled_config(path.name)
-    raise ConfigError(f"config file {str(name_or_path)!r} does not exist, nor is it the name of a bundled "
-                      f"configuration; bundled: {', '.join(bundled_names())} (refsnn/configs/)")
-
-
-def bundled_config(name: str) -> Path:
-    """Path of a TOML file shipped in ``refsnn/configs`` (``"demo"`` -> ``.../configs/demo.toml``)."""
-    base = Path(__file__).resolve().parent / "configs"
-    path = base / (name if name.endswith(".toml") else f"{name}.toml")
-    if not path.is_file():
-        raise ConfigError(f"no bundled config {name!r}; available: {bundled_names()}")
-    return path

@@ -49,3 +49,7 @@ def is_interrupt(exc: BaseException) -> bool:
             return False
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+class ConfigError(RefsnnError, ValueError):
+    """A configuration that cannot be used; the message names the section, the key and the value."""
