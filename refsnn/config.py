@@ -66,7 +66,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli 
     import tomli as tomllib
 
 from .configs import bundled_config, bundled_names, find_config  # noqa: F401  (the bundled TOML files)
-from .errors import ConfigError, RefsnnError  # noqa: F401
+from .errors import ConfigError
 from .nn.module import PARAMETER_KINDS
 from .nn.spiking import SpikingConfig
 
