@@ -21,6 +21,7 @@ from ..method.weight_quant import quantize_weight
 from ..nn import SpikingConfig, SpikingConv2d
 from . import draw as D
 from .cases import Case, i64, leaf
+from .op_cases import run_layer
 
 T_SEQ = 3
 T_BOUND = 4
@@ -165,15 +166,7 @@ def make_seq_layers(seed) -> list:
 
 def compute_seq_spiking_layer(p, a):
     layer = _seq_conv(p, a["input.x"].dtype)
-    for pname, prm in layer.named_parameters():
-        prm.data[...] = a[f"param.{pname}"]
-    layer.eval()
-    x = leaf(a["input.x"])
-    z = layer(x)
-    z.backward(a["grad_output.z"])
-    out = {"output.z": z.data, "grad.x": x.grad}
-    for pname, prm in layer.named_parameters():
-        out[f"grad.{pname}"] = prm.grad
+    x, out = run_layer(layer, a)
     c = layer.config
     with no_grad():
         B_w, B_s, _ = layer.widths()

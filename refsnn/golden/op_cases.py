@@ -225,9 +225,9 @@ def make_layers(seed) -> list:
     return cases
 
 
-def compute_spiking_layer(p, a):
-    dt = a["input.x"].dtype
-    layer = _build_layer(p, dt)
+def run_layer(layer, a):
+    """Load a case's ``param.*`` into ``layer``, run it in eval mode on ``input.x`` and back from
+    ``grad_output.z``: (``x`` leaf, ``{output.z, grad.x, grad.<param>}``)."""
     for pname, prm in layer.named_parameters():
         prm.data[...] = a[f"param.{pname}"]
     layer.eval()
@@ -237,6 +237,13 @@ def compute_spiking_layer(p, a):
     out = {"output.z": z.data, "grad.x": x.grad}
     for pname, prm in layer.named_parameters():
         out[f"grad.{pname}"] = prm.grad
+    return x, out
+
+
+def compute_spiking_layer(p, a):
+    dt = a["input.x"].dtype
+    layer = _build_layer(p, dt)
+    x, out = run_layer(layer, a)
     c = layer.config
     with no_grad():
         B_w, B_s, T = layer.widths()
