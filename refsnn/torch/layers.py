@@ -13,32 +13,21 @@ Eq. 24-25); both reduce their statistics over the ranks of a data-parallel run (
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..method.budget import LayerCost
-from ..method.neuron import ROUNDINGS, spike_grid
 from ..method.parametrize import width_value
-from ..method.protocol import LayerWidths
 from ..method.weight_quant import weight_grid
 from ..nn.spiking import SpikingConfig
 from . import renewal as R
-from .functions import membrane, quantize_weight, round_clip, spiking_neuron
+from .functions import quantize_weight, round_clip
+from .neurons import NeuronPart, TorchLayerWidths
 
 
-@dataclass(frozen=True)
-class TorchLayerWidths(LayerWidths):
-    """``refsnn.method.protocol.LayerWidths`` holding torch tensors (the mean over steps in torch)."""
-
-    @property
-    def mean_B_s(self):
-        return self.B_s.mean()
-
-
-class SpikingLayer(nn.Module):
+class SpikingLayer(NeuronPart, nn.Module):
     """What SpikingConv2d and SpikingLinear share (the weight op and its MACs differ).
 
     Implements refsnn's layer protocol (``refsnn.method.protocol``: ``has_learnable_width``,
@@ -55,14 +44,10 @@ class SpikingLayer(nn.Module):
         self.weight = nn.Parameter(torch.empty(weight_shape, **fk))
         nn.init.kaiming_normal_(self.weight, nonlinearity="relu")
         self.bias = nn.Parameter(torch.zeros(out_channels, **fk)) if bias else None
-        n_steps = c.time_bound if c.temporal_wise else 1
         self.weight_step = nn.Parameter(torch.ones((out_channels,) if c.per_channel_step else (), **fk))
         self.weight_width = nn.Parameter(torch.tensor(float(c.weight_bits), **fk), requires_grad=c.learn_weight_bits)
         if c.input_neuron:
-            self.threshold = nn.Parameter(torch.ones(n_steps, **fk))
-            self.spike_width = nn.Parameter(torch.full((n_steps,), float(c.spike_bits), **fk),
-                                            requires_grad=c.learn_spike_bits)
-            self.time = nn.Parameter(torch.tensor(float(c.time_steps), **fk), requires_grad=c.learn_time)
+            self._build_neuron_params(fk)
         b = {"device": device}
         self.register_buffer("initialized", torch.tensor(False, **b))
         self.register_buffer("renew_spike", torch.tensor(c.renewal in ("spike", "both") and c.input_neuron, **b))
@@ -75,10 +60,10 @@ class SpikingLayer(nn.Module):
         self.register_buffer("obs_w_vrmin", torch.full((n_obs_w,), math.inf, **f64))
         self.register_buffer("obs_w_vrmax", torch.full((n_obs_w,), -math.inf, **f64))
         if c.input_neuron:
-            self.register_buffer("obs_s_bold", torch.full((n_steps,), int(width_value(c.spike_bits, c.spike_bound, ab)),
-                                                          **i64))
-            self.register_buffer("obs_s_vrmin", torch.full((n_steps,), math.inf, **f64))
-            self.register_buffer("obs_s_vrmax", torch.full((n_steps,), -math.inf, **f64))
+            self._build_neuron_buffers(device)
+        self._build_state()
+
+    def _build_state(self) -> None:
         #: data-parallel ranks whose equal shards form the global batch (N of the LSQ scale; set by the trainer)
         self.ranks = 1
         self.renewal_events: list = []   # (kind, index, B_new, step) of the last forward pass
@@ -96,30 +81,34 @@ class SpikingLayer(nn.Module):
         B_w = round_clip(self.weight_width, c.weight_bound, "weight_width", ab, sg)
         if not c.input_neuron:
             return B_w, None, None
-        # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, B_s,bound))   (shared over time: one value on every step)
-        B_s = round_clip(self.spike_width, c.spike_bound, "spike_width", ab, sg).expand(c.time_bound)
-        # Eq. 10: T = round(clip(That, 1, T_bound))
-        T = round_clip(self.time, c.time_bound, "time")
-        return B_w, B_s, T
+        # Eq. 9-10: B_s^t and T
+        return (B_w,) + self.spike_widths(for_loss)
 
     @property
     def has_learnable_width(self) -> bool:
         """Some width of the layer is learnable (B_w, or with an input neuron B_s^t or T): docs/method.md §7."""
         c = self.config
-        return c.learn_weight_bits or (c.input_neuron and (c.learn_spike_bits or c.learn_time))
+        return c.learn_weight_bits or (c.input_neuron and c.learn_spike_bits) or c.learns_time
 
-    def layer_widths(self) -> LayerWidths:
+    @property
+    def has_learnable_bit_width(self) -> bool:
+        """B_w, or with an input neuron B_s^t, is learnable (T not counted: ``count_time_only = false``)."""
+        c = self.config
+        return c.learn_weight_bits or (c.input_neuron and c.learn_spike_bits)
+
+    def layer_widths(self) -> TorchLayerWidths:
         """The widths on the tape with the element counts, as the regulating loss reads them (Eq. 9-11, 21)."""
         if self.in_shape is None:
             raise ValueError(f"{type(self).__name__}: run a forward pass first (N_f of each layer comes from its "
                              "input shape)")
-        # C11: the widths as the loss sees them
-        B_w, B_s, T = self.widths(for_loss=True)
-        n_w, n_f = int(self.weight.numel()), int(np.prod(self.in_shape))
-        if not self.config.input_neuron:
-            return TorchLayerWidths(B_w=B_w, B_s=None, T=None, n_w=n_w, n_f=n_f, spiking=False)
-        # the spike widths of the T_l steps in use
-        return TorchLayerWidths(B_w=B_w, B_s=B_s[:int(T.item())], T=T, n_w=n_w, n_f=n_f, spiking=True)
+        c = self.config
+        # C11: the widths as the loss sees them;  Eq. 11: B_w
+        B_w = round_clip(self.weight_width, c.weight_bound, "weight_width", c.convention.width_abs,
+                         c.convention.width_abs)
+        n_w = int(self.weight.numel())
+        if not c.input_neuron:
+            return TorchLayerWidths(B_w=B_w, B_s=None, T=None, n_w=n_w, n_f=int(np.prod(self.in_shape)), spiking=False)
+        return self.spike_record(n_w, B_w)
 
     def width_values(self) -> tuple:
         """Integer (B_w, [B_s^t for t <= T], T) now."""
@@ -128,14 +117,7 @@ class SpikingLayer(nn.Module):
         B_w = int(width_value(float(self.weight_width.detach()), c.weight_bound, ab))
         if not c.input_neuron:
             return B_w, [], 1
-        T = int(width_value(float(self.time.detach()), c.time_bound))
-        bs = np.broadcast_to(width_value(self.spike_width.detach().cpu().double().numpy(), c.spike_bound, ab),
-                             (c.time_bound,))
-        return B_w, [int(b) for b in bs[:T]], T
-
-    def thresholds(self) -> torch.Tensor:
-        """V_th^t for t = 1..T_bound (a shared threshold repeated)."""
-        return self.threshold.expand(self.config.time_bound)
+        return (B_w,) + self.spike_width_values()
 
     # -- docs/method.md §11: LSQ initialisation at the first training batch (global batch, docs/method.md §16) --------
     def _initialize(self, x: torch.Tensor) -> None:
@@ -149,37 +131,10 @@ class SpikingLayer(nn.Module):
         else:
             self.weight_step.fill_(R.lsq_init(float(torch.abs(self.weight.detach()).double().mean()), q_w))
         if c.input_neuron:
-            bs = width_value(self.spike_width.detach().cpu().double().numpy(), c.spike_bound, c.convention.width_abs)
-            mean_a = R.global_mean_abs(x)
-            # section 11: V_th^t = 2 mean|a| / sqrt(q_max)
-            self.threshold.copy_(torch.tensor([R.lsq_init(mean_a, spike_grid(int(b), c.domain)[1]) for b in bs],
-                                              dtype=self.threshold.dtype))
+            self._init_thresholds(x)
         self.initialized.fill_(True)
 
-    # -- Alg. 1: observers, before quantizing ------------------------------------------------
-    def _renew_spike_steps(self, x: torch.Tensor) -> None:
-        c = self.config
-        conv = c.convention
-        bs = [int(b) for b in np.broadcast_to(width_value(self.spike_width.detach().cpu().double().numpy(),
-                                                          c.spike_bound, conv.width_abs), (c.time_bound,))]
-        T = int(width_value(float(self.time.detach()), c.time_bound))
-        for t in range(min(T, c.time_bound if c.temporal_wise else 1)):
-            B = bs[t]
-            if B == int(self.obs_s_bold[t]):  # Alg. 1 step 1
-                continue
-            # the data X of this quantizer: v^t under the current thresholds (earlier steps possibly just renewed)
-            _, v = membrane(x.detach(), self.thresholds().detach(), bs, t + 1, c.domain, ROUNDINGS[c.rounding], c.tau,
-                            conv.reset_decay)
-            q_min, q_max = spike_grid(B, c.domain)
-            res = R.observe(v[t], B, int(self.obs_s_bold[t]), float(self.obs_s_vrmin[t]), float(self.obs_s_vrmax[t]),
-                            q_min, q_max, K=c.renewal_K, p=c.renewal_p, symmetric=(c.domain == "bidirectional"),
-                            formula=conv.renewal_formula, one_bit_sign=conv.one_bit_grid_sign)
-            self.obs_s_bold[t], self.obs_s_vrmin[t], self.obs_s_vrmax[t] = res.b_old, res.v_rmin, res.v_rmax
-            if res.fired:
-                # Eq. 25: overwrite the step V_th^t
-                self.threshold[t] = max(res.step, R.EPS)
-                self.renewal_events.append(("spike", t, int(res.b_old), res.step))
-
+    # -- Alg. 1: observers, before quantizing (the spike steps: NeuronPart._renew_spike_steps) --------
     def _renew_weight_step(self) -> None:
         c = self.config
         B = int(width_value(float(self.weight_width.detach()), c.weight_bound, c.convention.width_abs))
@@ -203,17 +158,15 @@ class SpikingLayer(nn.Module):
                 self.renewal_events.append(("weight", i, int(res.b_old), res.step))
 
     # -- forward -------------------------------------------------------------------------------
-    def neuron(self, x: torch.Tensor) -> torch.Tensor:
-        """Eq. 12-15: the input neuron over T steps and the temporal squeeze (squeeze mode)."""
-        c = self.config
-        _, B_s, T = self.widths()
-        return spiking_neuron(x, self.thresholds(), B_s, T, domain=c.domain, rounding=c.rounding, tau=c.tau,
-                              convention=c.convention, ranks=self.ranks)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Squeeze mode: x (N, ...) -> (N, ...) (Eq. 12-15, Eq. 6). Sequential mode (docs/method.md §14): x (T, N, ...)
+        -> (T, N, ...), or the same flattened to (T*N, ...) as a model passes it between layers."""
         c = self.config
         if x.dtype != self.weight.dtype:
             raise TypeError(f"{type(self).__name__}: input is {x.dtype}, the layer is {self.weight.dtype}")
+        flat = False
+        if c.sequential:
+            x, flat = self.time_major(x)
         self.renewal_events = []
         if self.training:
             with torch.no_grad():
@@ -223,10 +176,17 @@ class SpikingLayer(nn.Module):
                     self._renew_weight_step()
                 if c.input_neuron and bool(self.renew_spike):
                     self._renew_spike_steps(x)
+        # Eq. 12-15 (sequential mode, docs/method.md §14: per step, no squeeze)
         y = self.neuron(x) if c.input_neuron else x
-        # Eq. 6: quantized weights
-        B_w = round_clip(self.weight_width, c.weight_bound, "weight_width")
+        # Eq. 6: quantized weights;  Eq. 11: B_w = round(clip(Bhat_w, 1, B_w,bound)) (C11: of |Bhat_w|)
+        B_w = round_clip(self.weight_width, c.weight_bound, "weight_width", c.convention.width_abs)
         wq = quantize_weight(self.weight, self.weight_step, B_w, convention=c.convention)
+        if c.sequential:
+            # docs/method.md §14: the weight op runs on every step, one batched call over T*N
+            Tn, N = x.shape[:2]
+            z = self.weight_op(y.reshape((Tn * N,) + tuple(x.shape[2:])), wq)
+            self.in_shape, self.out_shape = tuple(x.shape[2:]), tuple(z.shape[1:])
+            return z if flat else z.reshape((Tn, N) + tuple(z.shape[1:]))
         z = self.weight_op(y, wq)
         self.in_shape, self.out_shape = tuple(x.shape[1:]), tuple(z.shape[1:])
         return z
@@ -244,12 +204,13 @@ class SpikingLayer(nn.Module):
         spiking = self.config.input_neuron
         return LayerCost(name=name, kind=self.kind, macs=self.macs(), n_w=int(self.weight.numel()),
                          n_f=int(np.prod(self.in_shape)), B_w=B_w, B_s=B_s if spiking else [], T=T if spiking else 1,
-                         spiking=spiking)
+                         spiking=spiking, sequential=self.config.sequential)
 
 
 class SpikingConv2d(SpikingLayer):
     """Neuron + squeeze + quantized-weight 2-D convolution (docs/method.md §5.1, Eq. 6, Eq. 12-15)."""
     kind = "conv"
+    sample_ndim = 3  # (C, H, W)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
                  config: SpikingConfig | None = None, dtype=torch.float64, device=None):
@@ -269,12 +230,16 @@ class SpikingConv2d(SpikingLayer):
 
 
 class SpikingLinear(SpikingLayer):
-    """Neuron + squeeze + quantized-weight linear layer."""
+    """Neuron + squeeze + quantized-weight linear layer; ``sample_ndim``: 1 for features (F,), 2 for tokens (L, F)
+    (read in sequential mode to tell (T, N, ...) from (T*N, ...))."""
     kind = "linear"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, config: SpikingConfig | None = None,
-                 dtype=torch.float64, device=None):
+                 dtype=torch.float64, device=None, sample_ndim: int = 1):
         super().__init__()
+        if sample_ndim not in (1, 2) or isinstance(sample_ndim, bool):
+            raise ValueError(f"SpikingLinear: sample_ndim must be 1 (features) or 2 (tokens), got {sample_ndim!r}")
+        self.sample_ndim = int(sample_ndim)
         self.in_features, self.out_features = in_features, out_features
         self._build((out_features, in_features), out_features, bias, config or SpikingConfig(), dtype, device)
 
@@ -282,8 +247,8 @@ class SpikingLinear(SpikingLayer):
         return nn.functional.linear(y, wq, self.bias)
 
     def macs(self) -> int:
-        # docs/method.md §2: in * out
-        return int(self.in_features * self.out_features)
+        # docs/method.md §2: in * out per input vector (per token for (N, L, in) inputs)
+        return int(np.prod(self.in_shape[:-1], dtype=np.int64) * self.in_features * self.out_features)
 
 
 def spiking_layers(model: nn.Module) -> list:

@@ -64,7 +64,7 @@ def _spiking(m, ctx):
                           bias=m.bias is not None, config=m.config, dtype=ctx["dtype"], device=ctx["device"])
     else:
         t = SpikingLinear(m.in_features, m.out_features, bias=m.bias is not None, config=m.config,
-                          dtype=ctx["dtype"], device=ctx["device"])
+                          dtype=ctx["dtype"], device=ctx["device"], sample_ndim=m.sample_ndim)
     return t
 
 
