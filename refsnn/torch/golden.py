@@ -24,8 +24,10 @@ from .functions import emit, membrane, quantize_weight, round_clip, spiking_neur
 from .layers import SpikingConv2d, SpikingLinear, spiking_layers
 from .models import get_model, load_numpy_state, state_to_numpy
 from .optim import SGD, clamp_steps, param_groups
+from .events import to_frames
 from .regulate import layer_costs, model_averages, model_costs, regulating_loss
 from .renewal import grid_scores, grid_search, observe, observe_weight
+from .sequential import seq_membrane, sequential_neuron
 
 WIDTH_PARAMS = ("weight_width", "spike_width", "time")
 TORCH = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64}
@@ -93,9 +95,10 @@ def _layer(p, dtype):
     return SpikingLinear(p["in_features"], p["out_features"], bias=p["bias"], config=cfg, dtype=dtype)
 
 
-def compute_spiking_layer(p, a):
+def _run_layer(layer, a):
+    """Load a case's ``param.*`` into ``layer``, run it in eval mode on ``input.x`` and back from ``grad_output.z``:
+    (x leaf, ``{output.z, grad.x, grad.<param>}``)."""
     x = _leaf(a["input.x"])
-    layer = _layer(p, x.dtype)
     with torch.no_grad():
         for name, prm in layer.named_parameters():
             prm.copy_(torch.from_numpy(a[f"param.{name}"]))
@@ -105,6 +108,12 @@ def compute_spiking_layer(p, a):
     out = {"output.z": _np(z), "grad.x": _np(x.grad)}
     for name, prm in layer.named_parameters():
         out[f"grad.{name}"] = _np(prm.grad)
+    return x, out
+
+
+def compute_spiking_layer(p, a):
+    layer = _layer(p, TORCH[a["input.x"].dtype])
+    x, out = _run_layer(layer, a)
     c = layer.config
     with torch.no_grad():
         B_w, B_s, T = layer.widths()
@@ -257,9 +266,53 @@ def compute_train_step(p, a):
     return out
 
 
+# =============================================================================================
+# sequential mode (docs/method.md §14), event frames
+# =============================================================================================
+def compute_seq_neuron(p, a):
+    x, vth, bhat = _leaf(a["input.x"]), _leaf(a["param.v_th"]), _leaf(a["param.width_param"])
+    alpha = _leaf(a["param.alpha"]) if p["prior_art"] else None
+    # Eq. 9: B_s^t = round(clip(Bhat_s^t, 1, bound))
+    B = round_clip(bhat, p["bound"], "spike_width")
+    Shat = sequential_neuron(x, vth, B, domain=p["domain"], rounding=p["rounding"], tau=float(p["tau"]),
+                             convention=p["convention"], alpha=alpha)
+    Shat.backward(torch.from_numpy(a["grad_output.Shat"]))
+    Bi = [int(b) for b in B.tolist()]
+    amp = (alpha if alpha is not None else vth).detach()
+    _, v = seq_membrane(x.detach(), vth.detach(), amp, Bi, p["domain"], ROUNDINGS[p["rounding"]], float(p["tau"]),
+                        p["convention"].reset_decay)
+    S = torch.round(Shat.detach() / amp[:x.shape[0]].reshape((-1,) + (1,) * (x.dim() - 1)))
+    out = {"output.Shat": _np(Shat), "output.v": _np(v), "output.S": _i64(_np(S)), "output.B_s": _i64(Bi),
+           "grad.x": _np(x.grad), "grad.v_th": _np(vth.grad), "grad.width_param": _np(bhat.grad)}
+    if alpha is not None:
+        out["grad.alpha"] = _np(alpha.grad)
+    return out
+
+
+def compute_seq_spiking_layer(p, a):
+    cfg = SpikingConfig(**p["config"], convention=p["convention"])
+    layer = SpikingConv2d(p["in_channels"], p["out_channels"], p["kernel_size"], stride=p["stride"],
+                          padding=p["padding"], bias=False, config=cfg, dtype=TORCH[a["input.x"].dtype])
+    x, out = _run_layer(layer, a)
+    with torch.no_grad():
+        B_w, B_s, _ = layer.widths()
+        Shat = sequential_neuron(x, layer.thresholds(), B_s, convention=cfg.convention)
+        wq = quantize_weight(layer.weight, layer.weight_step, B_w, convention=cfg.convention)
+    out.update({"output.Shat": _np(Shat), "output.w_q": _np(wq), "output.B_w": _i64(_np(B_w)),
+                "output.B_s": _i64(_np(B_s))})
+    return out
+
+
+def compute_to_frames(p, a):
+    ev = [torch.from_numpy(a[f"input.{k}"]) for k in "txyp"]
+    return {f"output.frames_{s}": _i64(_np(to_frames(*ev, p["T"], p["height"], p["width"], split_by=s)))
+            for s in ("number", "time")}
+
+
 COMPUTE = {"weight_quant": compute_weight_quant, "neuron": compute_neuron, "spiking_layer": compute_spiking_layer,
            "regulate": compute_regulate, "grid_search": compute_grid_search, "observer": compute_observer,
-           "cost": compute_cost, "train_step": compute_train_step}
+           "cost": compute_cost, "train_step": compute_train_step, "seq_neuron": compute_seq_neuron,
+           "seq_spiking_layer": compute_seq_spiking_layer, "to_frames": compute_to_frames}
 
 
 #: models whose training step the port computes (``train_step`` cases name their model)
