@@ -21,7 +21,7 @@ from ..method.regulate import Penalties, Targets
 from ..method.weight_quant import weight_grid
 from ..nn.spiking import SpikingConfig
 from .functions import emit, membrane, quantize_weight, round_clip, spiking_neuron
-from .layers import SpikingConv2d, SpikingLinear, spiking_layers
+from .layers import SpikingConv2d, SpikingLayer, SpikingLinear, spiking_layers
 from .models import get_model, load_numpy_state, state_to_numpy
 from .optim import SGD, clamp_steps, param_groups
 from .events import to_frames
@@ -132,7 +132,7 @@ def compute_spiking_layer(p, a):
 # =============================================================================================
 def _tiny(p, dtype, seed=0):
     cfg = SpikingConfig(**p["config"], convention=p["convention"])
-    return get_model("tiny_resnet", dtype=dtype, config=cfg, layer_configs=p.get("layer_configs") or None,
+    return get_model(p.get("model", "tiny_resnet"), dtype=dtype, config=cfg, layer_configs=p.get("layer_configs") or None,
                      input_neuron=p.get("input_neuron", True), seed=seed)
 
 
@@ -251,7 +251,8 @@ def compute_train_step(p, a):
     for name, l in layers:
         out[f"output.act.{name}"] = acts[name]
         out[f"output.forward.{name}.threshold"] = _np(l.threshold)
-        out[f"output.forward.{name}.weight_step"] = _np(l.weight_step)
+        if isinstance(l, SpikingLayer):
+            out[f"output.forward.{name}.weight_step"] = _np(l.weight_step)
     opt = SGD(param_groups(model, lr=p["lr"], weight_decay=p["weight_decay"]), lr=0.0, momentum=p["momentum"])
     opt.zero_grad()
     loss.backward()
@@ -316,7 +317,7 @@ COMPUTE = {"weight_quant": compute_weight_quant, "neuron": compute_neuron, "spik
 
 
 #: models whose training step the port computes (``train_step`` cases name their model)
-PORTED_MODELS = frozenset({"tiny_resnet"})
+PORTED_MODELS = frozenset({"tiny_resnet", "tiny_spikformer"})
 
 
 def ported(case: dict) -> bool:

@@ -252,6 +252,7 @@ class SpikingLinear(SpikingLayer):
 
 
 def spiking_layers(model: nn.Module) -> list:
-    """(name, layer) of every spiking layer of a torch model, in definition order (DDP's ``module.`` stripped)."""
+    """(name, layer) of every spiking layer of a torch model (weight layers and neuron-only layers, docs/method.md
+    §13), in definition order (DDP's ``module.`` stripped)."""
     inner = getattr(model, "module", model)
-    return [(n, m) for n, m in inner.named_modules() if isinstance(m, SpikingLayer)]
+    return [(n, m) for n, m in inner.named_modules() if isinstance(m, NeuronPart)]

@@ -19,7 +19,16 @@ from torch import nn
 
 from .. import nn as rnn
 from ..models import resnet as rres
+from ..models.spikformer import MLP as RMLP
+from ..models.spikformer import SPS as RSPS
+from ..models.spikformer import SSA as RSSA
+from ..models.spikformer import EncoderBlock as RBlock
+from ..models.spikformer import Spikformer as RSpikformer
+from . import spikformer as S
 from .layers import SpikingConv2d, SpikingLinear
+from .neurons import SpikingNeuron, shared_time
+from .pool import TieMaxPool2d
+from .sequential import mean_over_steps, time_flat
 
 DTYPES = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64}
 
@@ -49,10 +58,14 @@ class ResNet(nn.Module):
     """Stem (spiking conv + BN + ReLU [+ max pool]), stages of blocks, global average pool, spiking linear."""
 
     def forward(self, x):
+        if self.sequential:
+            # docs/method.md §14: every layer runs on the T*N maps (BN over (T, N, H, W)), the logits averaged over T
+            x, N = time_flat(x, self.time_steps, type(self).__name__, channels=self.stem.weight.shape[1])
         x = self.maxpool(self.stem_relu(self.stem_bn(self.stem(x))))
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        return self.fc(self.flatten(self.avgpool(x)))
+        out = self.fc(self.flatten(self.avgpool(x)))
+        return mean_over_steps(out, self.time_steps, N) if self.sequential else out
 
 
 # =============================================================================================
@@ -68,15 +81,36 @@ def _spiking(m, ctx):
     return t
 
 
+def _neuron(m, ctx, time=None):
+    return SpikingNeuron(m.config, time=time, dtype=ctx["dtype"], device=ctx["device"], sample_ndim=m.sample_ndim)
+
+
+def _ssa(m, ctx):
+    """SSA: the Q/K/V neurons share the block's That (``attn.time``, none in sequential mode)."""
+    t = S.SSA()
+    t.dim, t.heads, t.n_tokens, t.scale = m.dim, m.heads, m.n_tokens, m.scale
+    t.qkv, t.qkv_bn = convert_module(m.qkv, ctx), convert_module(m.qkv_bn, ctx)
+    t.time = None if m.time is None else shared_time(m.q_neuron.config, ctx["dtype"], ctx["device"])
+    for n in ("q", "k", "v"):
+        setattr(t, f"{n}_neuron", _neuron(getattr(m, f"{n}_neuron"), ctx, time=t.time))
+    t.proj, t.proj_bn = convert_module(m.proj, ctx), convert_module(m.proj_bn, ctx)
+    return t
+
+
 def _batchnorm(m, ctx):
-    cls = nn.BatchNorm2d if isinstance(m, rnn.BatchNorm2d) else nn.BatchNorm1d
+    if isinstance(m, rnn.TokenBatchNorm):
+        cls = S.TokenBatchNorm
+    else:
+        cls = nn.BatchNorm2d if isinstance(m, rnn.BatchNorm2d) else nn.BatchNorm1d
     return cls(m.weight.shape[0], eps=m.eps, momentum=m.momentum, dtype=ctx["dtype"], device=ctx["device"])
 
 
 def _pool(m, ctx):
-    cls = nn.MaxPool2d if type(m) is rnn.MaxPool2d else nn.AvgPool2d
     stride = m.stride if m.stride is not None else m.kernel_size
-    return cls(m.kernel_size, stride=stride, padding=m.padding)
+    if type(m) is rnn.MaxPool2d:
+        # the gradient to the first maximum in exact arithmetic, whatever the summation order (refsnn.torch.pool)
+        return TieMaxPool2d(m.kernel_size, stride=stride, padding=m.padding)
+    return nn.AvgPool2d(m.kernel_size, stride=stride, padding=m.padding)
 
 
 def mirror(torch_cls, attrs=()):
@@ -107,7 +141,11 @@ CONVERTERS = {
     rnn.MaxPool2d: _pool, rnn.AvgPool2d: _pool,
     rnn.Sequential: lambda m, ctx: nn.Sequential(*[convert_module(c, ctx) for c in m]),
     rres.Shortcut: mirror(Shortcut), rres.BasicBlock: mirror(BasicBlock, ("sew",)),
-    rres.ResNet: mirror(ResNet, ("stage_names",)),
+    rres.ResNet: mirror(ResNet, ("stage_names", "sequential", "time_steps")),
+    rnn.TokenBatchNorm: _batchnorm, rnn.SpikingNeuron: _neuron, RSSA: _ssa,
+    RSPS: mirror(S.SPS, ("img_size", "in_channels", "pools", "grid", "n_tokens")), RMLP: mirror(S.MLP),
+    RBlock: mirror(S.EncoderBlock),
+    RSpikformer: mirror(S.Spikformer, ("depth", "dim", "heads", "n_tokens", "sequential", "time_steps")),
 }
 
 

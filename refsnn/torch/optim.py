@@ -14,7 +14,7 @@ from torch import nn
 from ..method.renewal import EPS
 from ..nn.module import PARAMETER_KINDS
 from ..optim import CLAMPED_KINDS, DEFAULT_LR
-from .layers import SpikingLayer
+from .neurons import NeuronPart
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
 
@@ -25,8 +25,11 @@ def parameter_kinds(model: nn.Module) -> list:
     out = []
     for mname, m in inner.named_modules():
         for pname, p in m.named_parameters(recurse=False):
-            if isinstance(m, SpikingLayer):
-                kind = pname                     # weight, bias, weight_step, weight_width, threshold, spike_width, time
+            if isinstance(m, NeuronPart):
+                # weight, bias, weight_step, weight_width, threshold, spike_width, time; alpha^t (Eq. 3-5) as threshold
+                kind = "threshold" if pname == "amplitude" else pname
+            elif pname == "time":
+                kind = "time"                    # a That shared by several neurons (Spikformer's SSA, attn.time)
             elif isinstance(m, _BN):
                 kind = "bn"
             else:

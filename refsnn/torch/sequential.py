@@ -131,8 +131,12 @@ def sequential_neuron(I, v_th, bits, *, domain: str = "positive", rounding: str 
     return SequentialNeuron.apply(I, v_th, bits, alpha, domain, ROUNDINGS[rounding], float(tau), conv, ranks)
 
 
-def time_flat(x: torch.Tensor, T: int, owner: str):
-    """docs/method.md §14: (N, C, H, W) images repeated T times, or (N, T, C, H, W) frames -> (T*N, C, H, W), N."""
+def time_flat(x: torch.Tensor, T: int, owner: str, channels: int | None = None):
+    """docs/method.md §14: (N, C, H, W) images repeated T times, or (N, T, C, H, W) frames -> (T*N, C, H, W), N.
+    ``channels``: the C the model's first layer takes (a frame shape that does not match is a ValueError)."""
+    if channels is not None and x.dim() in (4, 5) and x.shape[-3] != channels:
+        raise ValueError(f"{owner} (sequential, T = {T}): input x has {x.shape[-3]} channels per frame, the model "
+                         f"takes {channels} (shape {tuple(x.shape)})")
     if x.dim() == 4:
         return torch.cat([x] * T, dim=0), x.shape[0]
     if x.dim() == 5 and x.shape[1] == T:
