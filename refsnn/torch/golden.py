@@ -19,10 +19,11 @@ from ..golden.model_cases import cost_arrays
 from ..method.neuron import ROUNDINGS, spike_grid
 from ..method.regulate import Penalties, Targets
 from ..method.weight_quant import weight_grid
+from ..models import SSA, LayerBuilder
 from ..nn.spiking import SpikingConfig
 from .functions import emit, membrane, quantize_weight, round_clip, spiking_neuron
 from .layers import SpikingConv2d, SpikingLayer, SpikingLinear, spiking_layers
-from .models import get_model, load_numpy_state, state_to_numpy
+from .models import convert_module, get_model, load_numpy_state, state_to_numpy
 from .optim import SGD, clamp_steps, param_groups
 from .events import to_frames
 from .regulate import layer_costs, model_averages, model_costs, regulating_loss
@@ -310,10 +311,54 @@ def compute_to_frames(p, a):
             for s in ("number", "time")}
 
 
+# =============================================================================================
+# Spikformer: one SSA block (docs/method.md §13)
+# =============================================================================================
+class Holder(torch.nn.Module):
+    """One torch SSA block under the name ``attn`` (its layers read ``attn.qkv`` ..., as in the case)."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x):
+        return self.attn(x)
+
+
+def _ssa_block(p, dtype):
+    cfg = SpikingConfig(**p["config"], convention=p["convention"])
+    b = LayerBuilder("ssa_block", cfg, None, True, p["model_seed"], np.float64)
+    return Holder(convert_module(SSA(b, "attn", p["dim"], p["heads"], p["tokens"], p["scale"]),
+                                 {"dtype": dtype, "device": None}))
+
+
+def compute_ssa(p, a):
+    m = _ssa_block(p, TORCH[a["input.x"].dtype])
+    state = {k.split(".", 1)[1] if k.startswith("param.") else k[len("input.state."):]: v
+             for k, v in a.items() if k.startswith(("param.", "input.state."))}
+    load_numpy_state(m, state)
+    outs = {}
+    for n in ("q", "k", "v"):   # the squeezed outputs of N_q, N_k, N_v
+        getattr(m.attn, f"{n}_neuron").register_forward_hook(lambda mod, args, y, _n=n: outs.__setitem__(_n, _np(y)))
+    m.train()
+    x = _leaf(a["input.x"])
+    y = m(x)
+    y.backward(torch.from_numpy(a["grad_output.y"]))
+    out = {"output.q": outs["q"], "output.k": outs["k"], "output.v": outs["v"], "output.y": _np(y), "grad.x": _np(x.grad)}
+    for name, prm in m.named_parameters():
+        if prm.grad is not None:
+            out[f"grad.{name}"] = _np(prm.grad)
+    params = dict(m.named_parameters())
+    for k, v in state_to_numpy(m).items():
+        if k not in params:
+            out[f"output.state.{k}"] = v
+    return out
+
+
 COMPUTE = {"weight_quant": compute_weight_quant, "neuron": compute_neuron, "spiking_layer": compute_spiking_layer,
            "regulate": compute_regulate, "grid_search": compute_grid_search, "observer": compute_observer,
            "cost": compute_cost, "train_step": compute_train_step, "seq_neuron": compute_seq_neuron,
-           "seq_spiking_layer": compute_seq_spiking_layer, "to_frames": compute_to_frames}
+           "seq_spiking_layer": compute_seq_spiking_layer, "to_frames": compute_to_frames, "ssa": compute_ssa}
 
 
 #: models whose training step the port computes (``train_step`` cases name their model)
