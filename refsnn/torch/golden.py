@@ -25,6 +25,7 @@ from .functions import emit, membrane, quantize_weight, round_clip, spiking_neur
 from .layers import SpikingConv2d, SpikingLayer, SpikingLinear, spiking_layers
 from .models import convert_module, get_model, load_numpy_state, state_to_numpy
 from .optim import SGD, clamp_steps, param_groups
+from .ambiguity import NeuronTaps, PoolTaps, tie_allowances, time_allowance
 from .events import to_frames
 from .regulate import layer_costs, model_averages, model_costs, regulating_loss
 from .renewal import grid_scores, grid_search, observe, observe_weight
@@ -85,7 +86,9 @@ def compute_neuron(p, a):
                    p["convention"].reset_decay)
     return {"output.y": _np(y), "output.v": v, "output.S": S, "output.B_s": _i64(Bi), "output.T": _i64(Ti),
             "grad.x": _np(x.grad), "grad.v_th": _np(vth.grad), "grad.width_param": _np(bhat.grad),
-            "grad.T_param": _np(that.grad)}
+            "grad.T_param": _np(that.grad),
+            # docs/golden.md "The port": the cancellation bound of dL/dThat (refsnn.torch.ambiguity)
+            "allowance.grad.T_param": time_allowance([(y, torch.from_numpy(a["grad_output.y"]), Ti)], x.dtype)}
 
 
 def _layer(p, dtype):
@@ -104,12 +107,21 @@ def _run_layer(layer, a):
         for name, prm in layer.named_parameters():
             prm.copy_(torch.from_numpy(a[f"param.{name}"]))
     layer.eval()
+    taps = NeuronTaps([("", layer)])
     z = layer(x)
     z.backward(torch.from_numpy(a["grad_output.z"]))
     out = {"output.z": _np(z), "grad.x": _np(x.grad)}
     for name, prm in layer.named_parameters():
         out[f"grad.{name}"] = _np(prm.grad)
+    out.update(_allowances(taps, [("", layer)], {"time": layer.time} if layer.time is not None else {}, x.dtype))
     return x, out
+
+
+def _allowances(taps, layers, params: dict, dtype) -> dict:
+    """``allowance.grad.<That>`` of every learnable That (refsnn.torch.ambiguity; docs/golden.md "The port")."""
+    names = {id(p): n for n, p in params.items()}
+    found = taps.time_allowances(layers, lambda n, l: names[id(l.time)], dtype)
+    return {f"allowance.{k}": v for k, v in found.items()}
 
 
 def compute_spiking_layer(p, a):
@@ -241,6 +253,7 @@ def compute_train_step(p, a):
     for name, l in layers:
         l.register_forward_pre_hook(lambda m, args, _n=name: acts.__setitem__(_n, _np(args[0])))
     model.train()
+    taps, pools = NeuronTaps(layers), PoolTaps(model)
     logits = model(torch.from_numpy(a["input.x"]))
     ce = torch.nn.functional.cross_entropy(logits, torch.from_numpy(a["input.labels"]))
     reg, avg = regulating_loss([l for _, l in layers], Targets(**p["targets"]), Penalties(**p["penalties"]))
@@ -256,10 +269,11 @@ def compute_train_step(p, a):
             out[f"output.forward.{name}.weight_step"] = _np(l.weight_step)
     opt = SGD(param_groups(model, lr=p["lr"], weight_decay=p["weight_decay"]), lr=0.0, momentum=p["momentum"])
     opt.zero_grad()
-    loss.backward()
+    loss.backward(retain_graph=True)
     for name, prm in model.named_parameters():
         if prm.grad is not None:
             out[f"grad.{name}"] = _np(prm.grad)
+    out.update(_step_allowances(model, opt, taps, pools, layers, dtype))
     opt.step()
     clamp_steps(opt)
     params = dict(model.named_parameters())
@@ -341,10 +355,12 @@ def compute_ssa(p, a):
     for n in ("q", "k", "v"):   # the squeezed outputs of N_q, N_k, N_v
         getattr(m.attn, f"{n}_neuron").register_forward_hook(lambda mod, args, y, _n=n: outs.__setitem__(_n, _np(y)))
     m.train()
+    taps = NeuronTaps(spiking_layers(m))
     x = _leaf(a["input.x"])
     y = m(x)
     y.backward(torch.from_numpy(a["grad_output.y"]))
-    out = {"output.q": outs["q"], "output.k": outs["k"], "output.v": outs["v"], "output.y": _np(y), "grad.x": _np(x.grad)}
+    out = _allowances(taps, spiking_layers(m), dict(m.named_parameters()), x.dtype)
+    out.update({"output.q": outs["q"], "output.k": outs["k"], "output.v": outs["v"], "output.y": _np(y), "grad.x": _np(x.grad)})
     for name, prm in m.named_parameters():
         if prm.grad is not None:
             out[f"grad.{name}"] = _np(prm.grad)
@@ -352,6 +368,22 @@ def compute_ssa(p, a):
     for k, v in state_to_numpy(m).items():
         if k not in params:
             out[f"output.state.{k}"] = v
+    return out
+
+
+def _step_allowances(model, opt, taps, pools, layers, dtype) -> dict:
+    """The allowances of a training step (refsnn.torch.ambiguity): dL/dThat's cancellation bound plus the max-pool
+    tie bound of every gradient; an updated parameter (first SGD step, p - lr (g + wd p)) moves by lr times it."""
+    params = dict(model.named_parameters())
+    grads = tie_allowances(pools, params)
+    for k, v in _allowances(taps, layers, params, dtype).items():
+        name = k[len("allowance."):]
+        grads[name] = grads.get(name, 0.0) + v
+    lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    out = {}
+    for name, v in grads.items():
+        out[f"allowance.{name}"] = v
+        out[f"allowance.output.updated.{name[len('grad.'):]}"] = lr[id(params[name[len('grad.'):]])] * np.asarray(v)
     return out
 
 

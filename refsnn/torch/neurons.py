@@ -57,6 +57,8 @@ class NeuronPart:
                                  f"(refsnn.torch.neurons.shared_time), got {time!r}")
             # shared (Spikformer's N_q, N_k, N_v): registered by its owner only, so the optimizer steps it once
             object.__setattr__(self, "time", time)
+        # hook point (register_forward_hook): the neuron's output y (Eq. 12) or Shat^t (sequential), as refsnn's
+        self.squeezed = nn.Identity()
 
     def _build_neuron_buffers(self, device) -> None:
         c = self.config
@@ -171,10 +173,11 @@ class NeuronPart:
         c = self.config
         B_s, T = self.spike_widths()
         if c.sequential:
-            return sequential_neuron(x, self.thresholds(), B_s, domain=c.domain, rounding=c.rounding, tau=c.tau,
-                                     convention=c.convention, alpha=self.amplitudes(), ranks=self.ranks)
-        return spiking_neuron(x, self.thresholds(), B_s, T, domain=c.domain, rounding=c.rounding, tau=c.tau,
-                              convention=c.convention, ranks=self.ranks)
+            return self.squeezed(sequential_neuron(x, self.thresholds(), B_s, domain=c.domain, rounding=c.rounding,
+                                                   tau=c.tau, convention=c.convention, alpha=self.amplitudes(),
+                                                   ranks=self.ranks))
+        return self.squeezed(spiking_neuron(x, self.thresholds(), B_s, T, domain=c.domain, rounding=c.rounding,
+                                            tau=c.tau, convention=c.convention, ranks=self.ranks))
 
 
 def shared_time(config: SpikingConfig, dtype=torch.float64, device=None) -> nn.Parameter:

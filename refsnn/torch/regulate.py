@@ -20,20 +20,23 @@ from ..models.costing import parse_input_shape
 from .layers import spiking_layers
 
 
-def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties()) -> tuple:
-    """Eq. 21 without L_task: ``(loss tensor, {"W", "S", "T": float or None})``."""
-    avg = model_averages(layers)
+def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties(), count_time_only: bool = True) -> tuple:
+    """Eq. 21 without L_task: ``(loss tensor, {"W", "S", "T": float or None})``; ``count_time_only``: as
+    ``refsnn.method.regulate.counted`` (false: the release's filter, a layer whose only learnable width is T stays out)."""
+    avg = model_averages(layers, count_time_only)
     loss = None
     for key, lam in (("W", penalties.lam_w), ("S", penalties.lam_s), ("T", penalties.lam_T)):
         value = avg[key]
         if value is None or lam == 0:
             continue
+        if key == "T" and not isinstance(value, torch.Tensor):
+            continue  # docs/method.md §14: a fixed T (sequential mode) has no term in Eq. 21
         # Eq. 21: lam * |X - X_tar|
         term = torch.abs(value - float(getattr(targets, key))) * float(lam)
         loss = term if loss is None else loss + term
     if loss is None:
         loss = avg["W"] * 0.0
-    return loss, {k: (float(v.detach()) if v is not None else None) for k, v in avg.items()}
+    return loss, {k: (float(v.detach()) if isinstance(v, torch.Tensor) else v) for k, v in avg.items()}
 
 
 def layer_costs(model, input_shape) -> list:

@@ -36,14 +36,14 @@ import torch.distributed as dist
 from torch import nn
 
 from ..config import ConfigError, TrainConfig, load_config
-from ..method.regulate import Penalties, Targets
+from ..method.regulate import Penalties, Targets, counted
 from ..checkpoint import resume_changes
 from ..report import Progress
 from ..train import Trainer, build_datasets, build_model, build_schedule
 from . import checkpoint as ckpt
 from .layers import spiking_layers
 from .models import from_refsnn
-from .optim import OPTIMIZERS, clamp_steps, param_groups
+from .optim import OPTIMIZERS, clamp_steps, param_groups, parameter_kinds
 from .syncbn import convert_global_batchnorm
 from .regulate import model_costs, regulating_loss
 
@@ -115,7 +115,7 @@ class TorchTrainer(Trainer):
         self.schedule = build_schedule(cfg, self.optimizer, len(self.loader))
         self.targets = Targets(cfg.regulate.W, cfg.regulate.S, cfg.regulate.T)
         self.penalties = Penalties(cfg.regulate.lam_w, cfg.regulate.lam_s, cfg.regulate.lam_T)
-        self.regulate = cfg.regulate.enabled and any(l.has_learnable_width for _, l in self.layers)
+        self.regulate = cfg.regulate.enabled and any(counted(l, cfg.regulate.count_time_only) for _, l in self.layers)
         self.epoch = 0
         self.history = []
         self.progress = Progress((progress or cfg.progress) if self.rank == 0 else "none", stream)
@@ -147,19 +147,10 @@ class TorchTrainer(Trainer):
                 rng = np.random.default_rng(np.random.SeedSequence(cfg.seed + self.epoch, spawn_key=(k, self.rank)))
                 xb = torch.from_numpy(self.augment(xb.numpy(), rng))
             xb, yb = self._batch(xb, yb)
-            # forward: the layers initialise (first batch) and renew their steps (Alg. 1), reduced over ranks
-            logits = self.net(xb)
-            # L_total = cross-entropy + Eq. 21
-            ce = nn.functional.cross_entropy(logits, yb)
-            loss, reg_value = ce, 0.0
-            if self.regulate:
-                reg, avg = regulating_loss([l for _, l in self.layers], self.targets, self.penalties)
-                loss, reg_value = ce + reg, float(reg.detach())
+            self._stage = f"step {k + 1}"
+            logits, ce, loss, reg_value, avg = self._step(xb, yb)
+            if avg is not None:
                 wst = (avg["W"], avg["S"], avg["T"])
-            self.optimizer.zero_grad()
-            loss.backward()            # DDP averages the gradients over the ranks
-            self.optimizer.step()
-            clamp_steps(self.optimizer)
             self.steps += 1
             if cfg.optim.schedule_unit == "step":
                 self.schedule.step()
@@ -177,6 +168,36 @@ class TorchTrainer(Trainer):
         return {"train_loss": loss / seen, "train_ce": ce / seen, "train_reg": reg / seen, "train_acc": correct / seen,
                 "renewal_events": events, "renewals_spike": sum(e["kind"] == "spike" for e in events),
                 "renewals_weight": sum(e["kind"] == "weight" for e in events)}
+
+    def _step(self, xb, yb) -> tuple:
+        """One step of Alg. A.1 on this rank's shard: (logits, cross-entropy, loss, Eq. 21 value, W/S/T or None);
+        non-finite logits, loss or parameters raise ``refsnn.errors.TrainingDiverged`` (as refsnn's trainer)."""
+        # forward: the layers initialise (first batch) and renew their steps (Alg. 1), reduced over ranks
+        logits = self.net(xb)
+        if not bool(torch.isfinite(logits.detach()).all()):
+            self._diverged("the model's output (logits) is not finite")
+        # L_total = cross-entropy + Eq. 21
+        ce = nn.functional.cross_entropy(logits, yb)
+        loss, reg_value, avg = ce, 0.0, None
+        if self.regulate:
+            reg, avg = regulating_loss([l for _, l in self.layers], self.targets, self.penalties,
+                                       self.config.regulate.count_time_only)
+            loss, reg_value = ce + reg, float(reg.detach())
+        if not bool(torch.isfinite(loss.detach()).all()):
+            self._diverged(f"the loss is {float(loss.detach())}")
+        self.optimizer.zero_grad()
+        loss.backward()            # DDP averages the gradients over the ranks
+        self.optimizer.step()
+        clamp_steps(self.optimizer)
+        self._check_parameters()
+        return logits, ce, loss, reg_value, avg
+
+    def _check_parameters(self) -> None:
+        """After an optimizer step: every parameter finite, else ``TrainingDiverged`` (refsnn's rule)."""
+        kinds = {name: kind for name, _, kind in parameter_kinds(self.model)}
+        for name, p in self.model.named_parameters():
+            if not bool(torch.isfinite(p.detach()).all()):
+                self._diverged(f"parameter {name} ({kinds.get(name, '?')}) is not finite after the optimizer step")
 
     def _all_sum(self, t: torch.Tensor) -> torch.Tensor:
         if self.world > 1:
