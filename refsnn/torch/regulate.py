@@ -11,13 +11,13 @@ out (docs/method.md §7).  The cost table asks every layer for its
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ..method.budget import ModelCost, model_cost, uniform
+from ..method.budget import AttentionCost, ModelCost, model_cost, uniform
 from ..method.regulate import Penalties, Targets, model_averages
 from ..models.costing import parse_input_shape
 from .layers import spiking_layers
+from .spikformer import SSA
 
 
 def regulating_loss(layers, targets: Targets, penalties: Penalties = Penalties(), count_time_only: bool = True) -> tuple:
@@ -62,4 +62,16 @@ def model_costs(model, input_shape, wst=None) -> ModelCost:
     costs = layer_costs(model, input_shape)
     if wst is not None:
         costs = uniform(costs, *[int(v) for v in wst])
-    return model_cost(costs)
+    return model_cost(costs, attention_costs(model, costs))
+
+
+def attention_costs(model, costs: list) -> list:
+    """``AttentionCost`` of every SSA block with the Q/K/V widths of ``costs`` (docs/method.md §13), as
+    ``refsnn.models.costing.attention_costs``."""
+    by_name = {lc.name: lc for lc in costs}
+    out = []
+    for name, m in getattr(model, "module", model).named_modules():
+        if isinstance(m, SSA):
+            q, k, v = (by_name[f"{name}.{n}_neuron"] for n in "qkv")
+            out.append(AttentionCost(name, m.n_tokens, m.dim, m.heads, q.B_s[:q.T], k.B_s[:k.T], v.B_s[:v.T]))
+    return out
