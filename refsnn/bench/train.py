@@ -19,9 +19,8 @@ K candidates on the data of the quantizer that changed).
 
 With ``--against torch`` every case is also timed in the PyTorch port (``refsnn.torch.bench``: the
 same model, batch and step) with as many torch threads as numba has, and the table gets the port's
-median and the ratio refsnn / port per model and dtype.  The port has no Spikformer: for
-``spikformer_4_384`` (batch 16, random 3x32x32, docs/method.md §13) the yardstick is the same step written in
-PyTorch eager in ``refsnn.bench.torch_spikformer``.
+median and the ratio refsnn / port per model and dtype, for every case (Spikformer and the sequential
+``tiny_resnet_seq`` included: the port has both).
 
     python -m refsnn.bench.train [--quick] [--repeats N] [--models resnet20,tiny_resnet,spikformer_4_384]
                                  [--dtypes float32,float64] [--against torch]
@@ -44,8 +43,8 @@ CASES = {"resnet20": {"batch": 16, "data": "random 3x32x32"}, "tiny_resnet": {"b
 LARGE = ("resnet20", "spikformer_4_384")  # fewer repeats by default
 #: the sequential case: T = 4 fixed, no squeeze (docs/method.md §14), as in refsnn/configs/demo_events.toml
 SEQ_T = 4
-#: cases the PyTorch port cannot run (it has no sequential mode): timed in refsnn only under --against torch
-NO_TORCH = ("tiny_resnet_seq",)
+#: cases the PyTorch port cannot run: timed in refsnn only under --against torch (none: the port runs every case)
+NO_TORCH = ()
 
 
 def case_batch(model_name: str, dt, batch: int) -> tuple:
@@ -62,6 +61,15 @@ def case_batch(model_name: str, dt, batch: int) -> tuple:
     return rng.standard_normal((batch, 3, 32, 32)).astype(dt), rng.integers(0, 10, batch).astype(np.int64)
 
 
+def model_kwargs(model_name: str) -> dict:
+    """The ``get_model`` options of a case besides name, classes, seed and dtype (the sequential case's config)."""
+    if model_name != "tiny_resnet_seq":
+        return {}
+    from refsnn.nn import SpikingConfig
+    return {"config": SpikingConfig(temporal_mode="sequential", time_steps=float(SEQ_T), time_bound=SEQ_T),
+            "in_channels": 2, "stem_stride": 2}
+
+
 def refsnn_step(model_name: str, dtype: str, batch: int):
     """A closure that runs one training step of ``model_name`` on a fixed batch."""
     from refsnn import functional as F
@@ -73,12 +81,7 @@ def refsnn_step(model_name: str, dtype: str, batch: int):
 
     dt = np.dtype(dtype)
     x, y = case_batch(model_name, dt, batch)
-    kw = {}
-    if model_name == "tiny_resnet_seq":
-        from refsnn.nn import SpikingConfig
-        kw = {"config": SpikingConfig(temporal_mode="sequential", time_steps=float(SEQ_T), time_bound=SEQ_T),
-              "in_channels": 2, "stem_stride": 2}
-    model = get_model(model_name.replace("_seq", ""), num_classes=10, seed=0, dtype=dt, **kw)
+    model = get_model(model_name.replace("_seq", ""), num_classes=10, seed=0, dtype=dt, **model_kwargs(model_name))
     layers = [l for _, l in spiking_layers(model)]
     opt = SGD(param_groups(model, weight_decay=1e-4), momentum=0.9)
     targets, penalties = Targets(2, 2, 1), Penalties()
@@ -116,14 +119,8 @@ def against_torch(model_name: str, dtype: str, repeats: int, batch: int | None =
     batch = batch or CASES[model_name]["batch"]
     x, y = case_batch(model_name, np.dtype(dtype), batch)
     threads = numba.get_num_threads()
-    if model_name == "spikformer_4_384":  # not in the port: the eager re-statement of refsnn.bench.torch_spikformer
-        import torch
-        from .torch_spikformer import build_step
-        torch.set_num_threads(threads)
-        warm, times = _time(build_step(torch, x, y, dtype=dtype), repeats)
-    else:
-        from refsnn.torch.bench import step_fn
-        warm, times = _time(step_fn(model_name, dtype, x, y, threads), repeats)
+    from refsnn.torch.bench import step_fn
+    warm, times = _time(step_fn(model_name, dtype, x, y, threads), repeats)
     return {"torch_threads": threads, "torch_warmup_s": warm, "torch_median_s": float(np.median(times)),
             "torch_min_s": float(min(times))}
 

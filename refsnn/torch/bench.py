@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..bench.train import model_kwargs
 from ..method.regulate import Penalties, Targets
 from .layers import spiking_layers
 from .models import get_model
@@ -20,7 +21,7 @@ def step_fn(model_name: str, dtype: str, x: np.ndarray, y: np.ndarray, threads: 
     """A closure that runs one training step of the port on the batch ``(x, y)`` with ``threads`` CPU threads."""
     torch.set_num_threads(int(threads))
     dt = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    model = get_model(model_name, dtype=dt, num_classes=10, seed=0)
+    model = get_model(model_name.replace("_seq", ""), dtype=dt, num_classes=10, seed=0, **model_kwargs(model_name))
     layers = [l for _, l in spiking_layers(model)]
     opt = SGD(param_groups(model, weight_decay=1e-4), lr=0.0, momentum=0.9)
     targets, penalties = Targets(2, 2, 1), Penalties()
