@@ -267,3 +267,15 @@ def test_every_case_kind_is_ported():
     for s in SETS:
         assert all(G.ported(c) for c in load_manifest(GOLDEN / s)["cases"])
     assert G.not_ported(GOLDEN) == []
+
+
+def test_global_batchnorm_converts_token_batchnorm():
+    """--sync-bn on a Spikformer: token BN becomes GlobalTokenBatchNorm (one process: the same numbers)."""
+    from refsnn.torch.syncbn import GlobalTokenBatchNorm, convert_global_batchnorm
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 1, 8, 8)))
+    a, b = get_model("tiny_spikformer", seed=1), get_model("tiny_spikformer", seed=1)
+    convert_global_batchnorm(b)
+    assert isinstance(b.blocks[0].attn.qkv_bn, GlobalTokenBatchNorm)
+    a.train()
+    b.train()
+    np.testing.assert_array_equal(a(x).detach().numpy(), b(x).detach().numpy())

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .renewal import distributed
+from .spikformer import TokenBatchNorm
 
 
 class AllSum(torch.autograd.Function):
@@ -69,11 +70,23 @@ class GlobalBatchNorm(nn.BatchNorm2d):
         return y * self.weight.reshape(shape) + self.bias.reshape(shape)
 
 
+class GlobalTokenBatchNorm(GlobalBatchNorm):
+    """``TokenBatchNorm`` over the global batch: (N, L, D) tokens, each feature over the N*L tokens of all ranks."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[2] != self.num_features:
+            raise ValueError(f"GlobalTokenBatchNorm: expected (N, L, {self.num_features}) tokens, got {tuple(x.shape)}")
+        n, L, D = x.shape
+        return super().forward(x.reshape(n * L, D)).reshape(n, L, D)
+
+
 def convert_global_batchnorm(model: nn.Module) -> nn.Module:
-    """Replace every BatchNorm1d/2d of ``model`` (in place, state kept) by a ``GlobalBatchNorm``."""
+    """Replace every BatchNorm1d/2d of ``model`` (in place, state kept) by a ``GlobalBatchNorm`` (a Spikformer's
+    ``TokenBatchNorm`` by a ``GlobalTokenBatchNorm``)."""
     for name, child in list(model.named_children()):
         if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)) and not isinstance(child, GlobalBatchNorm):
-            g = GlobalBatchNorm(child.num_features, eps=child.eps, momentum=child.momentum,
+            cls = GlobalTokenBatchNorm if isinstance(child, TokenBatchNorm) else GlobalBatchNorm
+            g = cls(child.num_features, eps=child.eps, momentum=child.momentum,
                                 dtype=child.weight.dtype, device=child.weight.device)
             g.load_state_dict(child.state_dict())
             g.train(child.training)
