@@ -27,7 +27,8 @@ Both bounds are exact statements about the data, not fitted to the reference: an
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
+
+from .pool import TieMaxPool2d, near_max
 
 #: the factor of the cancellation bound (a few units of roundoff per gradient element, with margin)
 CANCEL = 16.0
@@ -69,7 +70,6 @@ class PoolTaps:
     """Records input, output and output gradient of every ``TieMaxPool2d`` of a model."""
 
     def __init__(self, model):
-        from .pool import TieMaxPool2d
         self.records = []
         for m in model.modules():
             if isinstance(m, TieMaxPool2d):
@@ -88,11 +88,7 @@ class PoolTaps:
                 continue
             mod, x, y, gy = rec["pool"], rec["x"].detach(), rec["y"].detach(), rec["g"]
             k, s, p = mod.kernel_size, mod.stride, mod.padding
-            N, C, H, W = x.shape
-            cols = F.unfold(F.pad(x, (p, p, p, p), value=float("-inf")).reshape(N * C, 1, H + 2 * p, W + 2 * p), k,
-                            stride=s).reshape(N, C, k * k, -1)
-            top = y.reshape(N, C, 1, -1)
-            near = cols >= top - mod.tie * torch.abs(top)
+            near = near_max(x, y, k, s, p, mod.tie)
             first = torch.argmax(near.to(torch.uint8), dim=2)
             Wo = y.shape[3]
             for n, c, w in torch.nonzero(near.sum(dim=2) >= 2).tolist():
