@@ -112,3 +112,13 @@ def test_bad_arguments_are_refused():
         TieMaxPool2d(3, stride=True)
     with pytest.raises(ValueError, match="tie"):
         TieMaxPool2d(3, tie=1.5)
+
+
+def test_poolbench_runs_and_reports_the_three_pools(capsys):
+    from refsnn.torch.poolbench import main
+    assert main(["--shape", "2,2,6,6", "--repeats", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["lean", "literal", "torch"]
+    assert all(float(r[1]) > 0 and float(r[2]) >= 0 for r in rows)
+    with pytest.raises(ValueError, match="--shape"):
+        main(["--shape", "2,2,6"])

@@ -185,12 +185,25 @@ def test_model_builds_and_costs_match_refsnn():
 
 
 def test_data_parallel_two_ranks_identical_and_equal_to_one_process(tmp_path):
+    # tiny_resnet (both BN settings), tiny_spikformer (squeeze, shared T, token BN) and tiny_resnet in sequential
+    # mode (event digits, T = 4), in one group of 2 gloo processes
     from refsnn.torch import ddpcheck
-    res = ddpcheck.run(2, str(tmp_path))
-    assert ddpcheck.compare(res) == []
-    events = res["ranks"][True][0]["events"]
-    assert {e["kind"] for e in events} == {"spike", "weight"} and len(events) == 4   # the forced width changes
-    assert res["ranks"][True][0]["steps"] == 4
+    res = ddpcheck.run(2, str(tmp_path), cases=tuple(ddpcheck.CASES))
+    assert set(res) == {"tiny_resnet", "tiny_spikformer", "tiny_resnet_seq"}
+    assert set(res["tiny_resnet"]["ranks"]) == {False, True}
+    for case, r in res.items():
+        assert ddpcheck.compare(r) == [], case
+        events = r["ranks"][True][0]["events"]
+        # the forced width changes, one renewal each, on the layers forced
+        forced = [name for epoch in (1, 2) for name, *_ in ddpcheck.CASES[case]["forced"][epoch]]
+        assert [e["layer"] for e in events] == forced and [e["kind"] for e in events] == ["spike", "weight"] * 2
+        assert r["ranks"][True][0]["steps"] == 4
+        assert r["ranks"][True][1]["widths"] == r["single"][True]["widths"]
+    # the comparison sees a difference of one ulp-sized step between ranks
+    r = res["tiny_spikformer"]["ranks"][True][1]["state"]
+    r["head.threshold"] = r["head.threshold"] * (1 + 1e-15)
+    want = ["sync_bn=True: head.threshold differs between rank 0 and rank 1"]
+    assert ddpcheck.compare(res["tiny_spikformer"]) == want
 
 
 def test_bench_train_against_torch_runs_the_same_step(capsys):

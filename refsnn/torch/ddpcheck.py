@@ -1,9 +1,17 @@
 """A self-check of data-parallel training (docs/method.md §16): ``python -m refsnn.torch.ddpcheck [--nproc N]``.
 
-Trains tiny_resnet on a few digits for two short epochs (float64) with widths forced to change
+Trains a tiny model on a few digits for two short epochs (float64) with widths forced to change
 before each epoch, so that the LSQ initialisation and both kinds of observers fire (Alg. 1-2),
 once in N processes (DDP, gloo on CPU) and once in a single process on the same global batches.
-It runs both BN settings (per-rank statistics and BN over the global batch) and checks:
+The cases (``CASES``):
+
+* ``tiny_resnet``: both BN settings (per-rank statistics and BN over the global batch);
+* ``tiny_spikformer``: squeeze mode, SSA's shared T, token BN; BN over the global batch
+  (``GlobalTokenBatchNorm``);
+* ``tiny_resnet_seq``: tiny_resnet in sequential mode on the event digits, configured as
+  refsnn/configs/demo_events.toml (T = 4 fixed, 2 channels, stem stride 2); BN over the global batch.
+
+For each case and BN setting it checks:
 
 * every rank ends with identical parameters, thresholds, steps, widths and observer states
   (BN running statistics are per rank by design without ``sync_bn``);
@@ -32,23 +40,44 @@ from .models import state_to_numpy
 from .train import TorchTrainer
 
 TOL = 1e-9
-#: widths set before epoch 1 and before epoch 2: (layer, parameter, index or None, value)
-FORCED = {1: (("stem", "spike_width", 0, 3.2), ("layer1.0.conv1", "weight_width", None, 2.8)),
-          2: (("layer2.0.conv1", "spike_width", 1, 2.3), ("fc", "weight_width", None, 3.3))}
+_DIGITS = {"name": "digits", "batch_size": 16, "train_subset": 32, "test_subset": 16}
+#: per case: the config's model, method and data sections, the BN settings checked, and the widths set before
+#: epoch 1 and before epoch 2: (layer, parameter, index or None, value)
+CASES = {
+    "tiny_resnet": {
+        "model": {"name": "tiny_resnet"}, "data": _DIGITS, "sync_bn": (False, True),
+        "forced": {1: (("stem", "spike_width", 0, 3.2), ("layer1.0.conv1", "weight_width", None, 2.8)),
+                   2: (("layer2.0.conv1", "spike_width", 1, 2.3), ("fc", "weight_width", None, 3.3))}},
+    "tiny_spikformer": {
+        "model": {"name": "tiny_spikformer"}, "data": {**_DIGITS, "batch_size": 8, "train_subset": 16},
+        "sync_bn": (True,),
+        "forced": {1: (("sps.conv0", "spike_width", 0, 3.2), ("blocks.0.attn.qkv", "weight_width", None, 2.8)),
+                   2: (("blocks.0.attn.k_neuron", "spike_width", 1, 2.3), ("head", "weight_width", None, 3.3))}},
+    "tiny_resnet_seq": {
+        "model": {"name": "tiny_resnet", "input_neuron": True, "options": {"in_channels": 2, "stem_stride": 2}},
+        "method": {"temporal_mode": "sequential", "time_steps": 4.0, "time_bound": 4, "learn_time": False},
+        "data": {"name": "event_digits", "batch_size": 8, "train_subset": 16, "test_subset": 8,
+                 "options": {"T": 4}},
+        "sync_bn": (True,),
+        "forced": {1: (("stem", "spike_width", 0, 3.2), ("layer1.0.conv1", "weight_width", None, 2.8)),
+                   2: (("layer2.0.conv1", "spike_width", 3, 2.3), ("fc", "weight_width", None, 3.3))}},
+}
 
 
-def config(out_dir: str) -> TrainConfig:
-    return TrainConfig.from_dict({
-        "epochs": 2, "seed": 0, "dtype": "float64", "out_dir": out_dir, "progress": "none", "plots": False,
-        "checkpoint_every": 0, "model": {"name": "tiny_resnet"},
-        "renewal": {"mode": "both", "min_epochs": 5, "K": 20},
-        "data": {"name": "digits", "batch_size": 16, "train_subset": 32, "test_subset": 16}})
+def config(out_dir: str, case: str = "tiny_resnet") -> TrainConfig:
+    c = CASES[case]
+    d = {"epochs": 2, "seed": 0, "dtype": "float64", "out_dir": out_dir, "progress": "none", "plots": False,
+         "checkpoint_every": 0, "model": c["model"], "renewal": {"mode": "both", "min_epochs": 5, "K": 20},
+         "data": c["data"]}
+    if "method" in c:
+        d["method"] = c["method"]
+    return TrainConfig.from_dict(d)
 
 
-def _force(tr: TorchTrainer, epoch: int) -> None:
+def _force(tr: TorchTrainer, case: str, epoch: int) -> None:
     layers = dict(tr.layers)
     with torch.no_grad():
-        for name, pname, idx, value in FORCED[epoch]:
+        for name, pname, idx, value in CASES[case]["forced"][epoch]:
             p = getattr(layers[name], pname)
             if idx is None:
                 p.fill_(value)
@@ -56,11 +85,11 @@ def _force(tr: TorchTrainer, epoch: int) -> None:
                 p[idx] = value
 
 
-def train(out_dir: str, sync_bn: bool) -> dict:
+def train(out_dir: str, sync_bn: bool, case: str = "tiny_resnet") -> dict:
     """Train the check's run in this process (one rank of a group, or alone); the final state and events."""
-    tr = TorchTrainer(config(out_dir), sync_bn=sync_bn, progress="none")
+    tr = TorchTrainer(config(out_dir, case), sync_bn=sync_bn, progress="none")
     for epoch in (1, 2):
-        _force(tr, epoch)
+        _force(tr, case, epoch)
         tr.fit(until=epoch)
     state = state_to_numpy(tr.model)
     events = [e for rec in tr.history for e in rec["renewal_events"]]
@@ -80,14 +109,24 @@ def _load(path: Path) -> dict:
     return res
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+def _runs(cases) -> list:
+    """(case, sync_bn) of every run the check makes."""
+    return [(case, sync) for case in cases for sync in CASES[case]["sync_bn"]]
+
+
+def _tag(case: str, sync: bool) -> str:
+    return f"{case}-sync{int(sync)}"
+
+
+def _worker(rank: int, world: int, port: int, out: str, cases: tuple) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        for sync in (False, True):
-            _save(train(str(Path(out) / f"run-sync{int(sync)}"), sync), Path(out) / f"rank{rank}-sync{int(sync)}")
+        for case, sync in _runs(cases):
+            res = train(str(Path(out) / f"run-{_tag(case, sync)}"), sync, case)
+            _save(res, Path(out) / f"rank{rank}-{_tag(case, sync)}")
     finally:
         dist.destroy_process_group()
 
@@ -98,17 +137,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(nproc: int = 2, out: str | None = None) -> dict:
-    """Run the check; ``{"ranks": {sync: [result per rank]}, "single": {sync: result}}``."""
+def run(nproc: int = 2, out: str | None = None, cases: tuple = ("tiny_resnet",)) -> dict:
+    """Run the check on ``cases`` in one group of ``nproc`` processes:
+    ``{case: {"ranks": {sync: [result per rank]}, "single": {True: result}}}``."""
+    unknown = [c for c in cases if c not in CASES]
+    if unknown or not cases:
+        raise ValueError(f"ddpcheck.run: cases must be a non-empty tuple of {sorted(CASES)}, got {cases!r}")
     out = out or tempfile.mkdtemp(prefix="refsnn-ddpcheck-")
-    torch.multiprocessing.spawn(_worker, args=(nproc, _free_port(), out), nprocs=nproc, join=True)
-    ranks = {s: [_load(Path(out) / f"rank{r}-sync{int(s)}") for r in range(nproc)] for s in (False, True)}
-    single = {True: train(str(Path(out) / "single-sync1"), True)}   # BN over the global batch = one process's BN
-    return {"ranks": ranks, "single": single}
+    torch.multiprocessing.spawn(_worker, args=(nproc, _free_port(), out, tuple(cases)), nprocs=nproc, join=True)
+    res = {case: {"ranks": {}, "single": {}} for case in cases}
+    for case, sync in _runs(cases):
+        res[case]["ranks"][sync] = [_load(Path(out) / f"rank{r}-{_tag(case, sync)}") for r in range(nproc)]
+    for case in cases:
+        # BN over the global batch = one process's BN
+        res[case]["single"][True] = train(str(Path(out) / f"single-{_tag(case, True)}"), True, case)
+    return res
 
 
 def compare(res: dict) -> list:
-    """The differences the check found (empty: passed)."""
+    """The differences the check found in one case's result ``run(...)[case]`` (empty: passed)."""
     problems = []
     for sync, rows in res["ranks"].items():
         first = rows[0]
@@ -141,15 +188,19 @@ def compare(res: dict) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m refsnn.torch.ddpcheck", description=__doc__.split("\n")[0])
     ap.add_argument("--nproc", type=int, default=2)
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     args = ap.parse_args(argv)
-    res = run(args.nproc)
-    problems = compare(res)
-    n_events = len(res["ranks"][True][0]["events"])
-    for p in problems:
-        print("FAIL", p)
-    print(f"{'PASS' if not problems else 'FAIL'}: {args.nproc} ranks, {res['ranks'][True][0]['steps']} steps, "
-          f"{n_events} renewal events; ranks identical, DDP (global BN) = single process within {TOL:g}")
-    return 0 if not problems else 1
+    res = run(args.nproc, cases=tuple(args.cases.split(",")))
+    failed = False
+    for case, r in res.items():
+        problems = compare(r)
+        failed = failed or bool(problems)
+        for p in problems:
+            print("FAIL", case, p)
+        print(f"{'PASS' if not problems else 'FAIL'} {case}: {args.nproc} ranks, {r['ranks'][True][0]['steps']} steps, "
+              f"{len(r['ranks'][True][0]['events'])} renewal events; ranks identical, DDP (global BN) = single "
+              f"process within {TOL:g}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,8 +15,8 @@ Two backward passes compute that rule and agree bit for bit (tests/test_torch_po
   first near position, ``F.fold`` back: the rule as written, about 9x the input's memory for k = 3;
 * ``tie_grad`` (the one ``TieMaxPool2d`` uses): a loop over the k*k window offsets in row-major order with
   strided slices of the unpadded input, a running "already taken" mask per output, and slice-adds into the
-  input gradient: O(input) memory, nothing device-specific.  The adds reach each input position in offset order, the order
-  in which ``F.fold`` sums them, so the two are the same bits.
+  input gradient: O(input) memory, nothing device-specific.  The adds reach each input position in offset
+  order, the order in which ``F.fold`` sums them, so the two are the same bits.
 
 ``python -m refsnn.torch.poolbench`` measures both against ``F.max_pool2d``.
 """
@@ -69,7 +69,7 @@ def _span(n_out: int, size: int, s: int, p: int, d: int):
 
 
 def tie_grad(x, y, gy, k: int, s: int, p: int, tie: float):
-    """The pool's input gradient by window offsets: ``tie_grad_literal``'s result in O(input) memory (no padded copy)."""
+    """The pool's input gradient by window offsets: ``tie_grad_literal``'s result in O(input) memory."""
     H, W = x.shape[2:]
     Ho, Wo = y.shape[2:]
     gx = torch.zeros_like(x)

@@ -6,9 +6,9 @@ Compares three pools on one input (default 16x64x32x32, k3 s2 p1: a ResNet stem 
     literal  the same forward with refsnn.torch.pool.tie_grad_literal (unfold, one-hot, fold)
     torch    F.max_pool2d
 
-and prints, per pool, the median wall time of forward + backward and the peak memory that torch's
-profiler sees during one forward + backward (``export_memory_timeline``: the tensors alive at once,
-input and its gradient included).  A benchmark, not a test: the numbers depend on the machine.
+and prints, per pool, the median wall time of forward + backward and the peak memory of one forward +
+backward (the tensors alive at once, input and its gradient included: torch's memory profiler on the CPU,
+the allocator's peak on CUDA).  A benchmark, not a test: the numbers depend on the machine.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 
 import torch
 from torch.nn import functional as F
@@ -51,11 +52,20 @@ def _step(pool, x, gy):
     pool(x).backward(gy)
 
 
-def peak_bytes(pool, x, gy) -> int:
-    """The largest total size of the tensors alive at once in one forward + backward (torch's memory profiler)."""
+def peak_bytes(pool, x, gy) -> int | None:
+    """The largest total size of the tensors alive at once in one forward + backward: CUDA's allocator peak on a
+    GPU, torch's memory profiler (``export_memory_timeline``) on the CPU; None where neither is available."""
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(x.device)
+        _step(pool, x, gy)
+        return torch.cuda.max_memory_allocated(x.device)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
         _step(pool, x, gy)
-    with tempfile.TemporaryDirectory() as d:
+    if not hasattr(prof, "export_memory_timeline"):   # pragma: no cover - a later torch may drop it
+        return None
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")               # torch 2.13 deprecates it in favour of the CUDA-only API
         path = os.path.join(d, "timeline.json")
         prof.export_memory_timeline(path, device=str(x.device))
         with open(path) as f:
@@ -102,8 +112,9 @@ def main(argv=None) -> int:
     print(f"{'pool':8s} {'fwd+bwd ms':>11s} {'peak MB':>8s} {'peak/input':>10s}")
     for name, pool in pools(k, s, p).items():
         t = seconds(pool, x, gy, 5 if args.quick else args.repeats)
-        m = peak_bytes(pool, x, gy) / 2 ** 20
-        print(f"{name:8s} {t * 1e3:11.2f} {m:8.1f} {m / in_mb:10.2f}")
+        m = peak_bytes(pool, x, gy)
+        mem = f"{m / 2 ** 20:8.1f} {m / 2 ** 20 / in_mb:10.2f}" if m is not None else f"{'n/a':>8s} {'n/a':>10s}"
+        print(f"{name:8s} {t * 1e3:11.2f} {mem}")
     return 0
 
 
