@@ -7,7 +7,8 @@
     neurons     the neuron part of a layer, SpikingNeuron (Spikformer's N_q, N_k, N_v)
     layers      SpikingConv2d / SpikingLinear with refsnn.nn's parameters, buffers and names
     spikformer  SPS, SSA (shared T), TokenBatchNorm, encoder blocks (docs/method.md §13)
-    pool        TieMaxPool2d: the gradient to the first maximum in exact arithmetic
+    pool        TieMaxPool2d: the gradient to the first maximum in exact arithmetic (O(input) memory)
+    poolbench   python -m refsnn.torch.poolbench: that pool against F.max_pool2d (time, peak memory)
     events      event frames (to_frames) on any device
     renewal     observers and LSQ initialisation, reduced over the ranks of a DDP run (Alg. 1-2)
     regulate    the regulating loss (Eq. 21); costing: the cost table (Eq. 7-8)
