@@ -37,7 +37,8 @@ def test_parameter_counts_match_hand_formulas(name, L, D, C, classes):
     assert count(m, ("weight", "bias")) == weights
     assert count(m, ("bn",)) == 2 * bn
     # per block: 3 + 1 shared T + widths of qkv/proj/fc1/fc2 ...; the shared That is registered once per block
-    assert sum(1 for n, _ in m.named_parameters() if n.endswith("attn.time")) == L
+    # (spikformer_dvs: sequential mode by default, T fixed, no T parameter; docs/method.md §14)
+    assert sum(1 for n, _ in m.named_parameters() if n.endswith("attn.time")) == (0 if m.sequential else L)
     assert not any(n.endswith("_neuron.time") for n, _ in m.named_parameters())
 
 

@@ -115,6 +115,24 @@ def test_sequential_spikformer_train_steps_lower_the_loss():
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
 
 
+def test_spikformer_dvs_is_sequential_by_default_and_squeeze_on_request():
+    from refsnn.models import DVS_CONFIG, IMAGENET_CONFIG, spikformer_dvs
+    m = spikformer_dvs(img_size=48, dtype=np.float32)
+    assert m.sequential and m.time_steps == int(DVS_CONFIG.time_steps) == 16
+    assert all(p.kind != "time" for p in m.parameters())
+    # the config's time_steps is the fixed T; temporal_mode wins over the config's own mode
+    m = spikformer_dvs(img_size=48, config=SpikingConfig(time_steps=4.0, time_bound=8), dtype=np.float32)
+    assert m.sequential and m.time_steps == 4
+    # squeeze mode: the ImageNet settings (learned T, one shared T per block), frames as one 2-channel image
+    sq = spikformer_dvs(img_size=48, temporal_mode="squeeze", dtype=np.float32)
+    assert not sq.sequential and sq.time_steps == 0
+    assert sum(1 for n, _ in sq.named_parameters() if n.endswith("attn.time")) == 2
+    assert dict(spiking_layers(sq))["head"].config == IMAGENET_CONFIG
+    assert sq(refsnn.tensor(np.zeros((2, 2, 48, 48), np.float32))).shape == (2, 10)
+    with pytest.raises(ValueError, match="temporal_mode must be 'sequential' or 'squeeze', got 'seq'"):
+        spikformer_dvs(temporal_mode="seq")
+
+
 def test_summary_sequential_spikformer(capsys):
     from refsnn.cli import main
     assert main(["summary", "--model", "spikformer_dvs", "--temporal-mode", "sequential", "--time-steps", "2",
@@ -123,6 +141,11 @@ def test_summary_sequential_spikformer(capsys):
     assert d["temporal_mode"] == "sequential" and d["model"] == "spikformer_dvs"
     assert main(["summary", "--model", "tiny_spikformer", "--temporal-mode", "sequential", "--time-steps", "2"]) == 0
     assert "Sequential mode" in capsys.readouterr().out
+    # without --temporal-mode: the model's own mode (spikformer_dvs: sequential, T = 16)
+    for argv, mode in (([], "sequential"), (["--temporal-mode", "squeeze"], "squeeze")):
+        assert main(["summary", "--model", "spikformer_dvs", "--json"] + argv) == 0
+        d = json.loads(capsys.readouterr().out)
+        assert d["temporal_mode"] == mode
 
 
 def test_spikformer_cifar10dvs_config_builds_a_sequential_model(tmp_path):

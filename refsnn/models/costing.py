@@ -194,7 +194,7 @@ def format_attention_table(attention: list) -> str:
 def summary_main(argv=None) -> int:
     """``refsnn summary --model NAME [--wst 16/1/4] [--input 3x32x32] [--no-input-neuron]
     [--temporal-mode sequential --time-steps T] [--json]``."""
-    from .registry import MODEL_NAMES, default_input_shape, get_model
+    from .registry import MODEL_NAMES, SEQUENTIAL_BY_DEFAULT, default_input_shape, get_model
     ap = argparse.ArgumentParser(prog="refsnn summary",
                                  description="Per-layer and total costs of a model (docs/method.md §2, Eq. 7-8).")
     ap.add_argument("--model", required=True, choices=MODEL_NAMES)
@@ -205,8 +205,9 @@ def summary_main(argv=None) -> int:
                     help="the stem is a plain quantized-weight layer on the analog image (left out of S-ACE)")
     ap.add_argument("--num-classes", type=int, default=None, metavar="N",
                     help="classes of the last layer (default: the model's own, e.g. 10 for resnet20)")
-    ap.add_argument("--temporal-mode", choices=("squeeze", "sequential"), default="squeeze",
-                    help="sequential: a current per step, no squeeze, T fixed (docs/method.md §14)")
+    ap.add_argument("--temporal-mode", choices=("squeeze", "sequential"), default=None,
+                    help="sequential: a current per step, no squeeze, T fixed (docs/method.md §14); default: the "
+                         "model's own (squeeze; sequential for spikformer_dvs)")
     ap.add_argument("--time-steps", type=int, default=None,
                     help="the fixed T of sequential mode (default 4); with --wst, the T of W/S/T wins")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -219,6 +220,8 @@ def summary_main(argv=None) -> int:
             kw["num_classes"] = args.num_classes
         if args.time_steps is not None and args.temporal_mode != "sequential":
             raise ValueError("--time-steps sets the fixed T of --temporal-mode sequential")
+        if args.temporal_mode == "squeeze" and args.model in SEQUENTIAL_BY_DEFAULT:
+            kw["temporal_mode"] = "squeeze"
         if args.temporal_mode == "sequential":
             T = wst[2] if wst else (4 if args.time_steps is None else args.time_steps)
             if T < 1:
@@ -227,16 +230,17 @@ def summary_main(argv=None) -> int:
                                          "time_bound": max(T, 1)}}
         model = get_model(args.model, **kw)
         cost = model_costs(model, shape, wst)
+        mode = "sequential" if getattr(model, "sequential", False) else "squeeze"
     except ValueError as e:
         print(f"refsnn summary: error: {e}", file=sys.stderr)
         return 2
     if args.json:
         d = {"model": args.model, "input_shape": list(shape), "input_neuron": not args.no_input_neuron,
-             "wst": list(wst) if wst else None, "temporal_mode": args.temporal_mode}
+             "wst": list(wst) if wst else None, "temporal_mode": mode}
         d.update(cost.as_dict())
         print(json.dumps(d, indent=1))
     else:
         print(f"{args.model}, input {'x'.join(map(str, shape))}, input neuron: {not args.no_input_neuron}, "
-              f"temporal mode: {args.temporal_mode}" + (f", W/S/T set to {'/'.join(map(str, wst))}" if wst else ", initial widths"))
+              f"temporal mode: {mode}" + (f", W/S/T set to {'/'.join(map(str, wst))}" if wst else ", initial widths"))
         print(format_cost_table(cost))
     return 0

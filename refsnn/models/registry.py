@@ -1,4 +1,4 @@
-"""Models by name: ``get_model``, ``MODEL_NAMES``, ``default_input_shape``."""
+"""Models by name: ``get_model``, ``MODEL_NAMES``, ``SEQUENTIAL_BY_DEFAULT``, ``default_input_shape``."""
 from __future__ import annotations
 
 from .resnet import resnet18, resnet20, sew_resnet34, tiny_resnet
@@ -11,6 +11,8 @@ _INPUT_SHAPES = {"resnet20": (3, 32, 32), "resnet18": (3, 32, 32), "sew_resnet34
                  "tiny_resnet": (1, 8, 8), "spikformer_4_384": (3, 32, 32), "spikformer_8_512": (3, 224, 224),
                  "spikformer_dvs": (2, 128, 128), "tiny_spikformer": (1, 8, 8)}
 MODEL_NAMES = tuple(_MODELS)
+#: Models built in sequential mode unless ``temporal_mode="squeeze"`` is passed (docs/method.md §14).
+SEQUENTIAL_BY_DEFAULT = ("spikformer_dvs",)
 
 
 def _check_name(name) -> str:

@@ -40,6 +40,10 @@ from .resnet import CIFAR_CONFIG, IMAGENET_CONFIG
 SPS_POOLS = {"cifar": (False, False, True, True), "imagenet": (True, True, True, True),
              "dvs": (True, True, True, True)}
 
+#: The DVS Spikformer's default settings: the ImageNet ones in sequential mode with T = 16 steps fixed
+#: (docs/method.md §14; the Spikformer release's event runs use 16 frames).
+DVS_CONFIG = IMAGENET_CONFIG.replace(temporal_mode="sequential", time_steps=16.0, time_bound=16)
+
 
 def _pos_int(v, name: str, owner: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -236,13 +240,21 @@ def spikformer_8_512(num_classes=1000, config=None, layer_configs=None, input_ne
 
 
 def spikformer_dvs(num_classes=10, img_size=128, config=None, layer_configs=None, input_neuron=True, seed=0,
-                   dtype=np.float64) -> Spikformer:
+                   dtype=np.float64, temporal_mode="sequential") -> Spikformer:
     """The DVS Spikformer (Tables 6-7): 2 blocks, D = 256, 16 heads, 2-channel 128x128 (or 48x48) event frames.
 
-    ``config`` (default: the ImageNet settings, squeeze mode: the frames enter as one 2-channel image) with
-    ``temporal_mode="sequential"`` and ``time_steps=T``: the sequential mode of docs/method.md §14, input
-    (N, T, 2, H, W) frames. The DVS release scales attention by 0.25.
+    Sequential mode by default (docs/method.md §14): T is the constant ``time_steps`` of the config, the input
+    (N, T, 2, H, W) event frames (or (N, 2, H, W) repeated T times), the logits averaged over T.
+    ``temporal_mode`` sets the mode of the whole model and wins over ``config.temporal_mode``;
+    ``config`` defaults to :data:`DVS_CONFIG` (the ImageNet settings with T = 16 fixed) in sequential mode
+    and to the ImageNet settings (learned T) with ``temporal_mode="squeeze"``, where the frames enter as
+    one 2-channel image. The DVS release scales attention by 0.25.
     """
+    if temporal_mode not in ("sequential", "squeeze"):
+        raise ValueError(f"spikformer_dvs: temporal_mode must be 'sequential' or 'squeeze', got {temporal_mode!r}")
+    if config is None:
+        config = DVS_CONFIG if temporal_mode == "sequential" else IMAGENET_CONFIG
+    config = config.replace(temporal_mode=temporal_mode)
     return spikformer(2, 256, 16, img_size, 2, num_classes, "dvs", scale=0.25, config=config,
                       layer_configs=layer_configs, input_neuron=input_neuron, seed=seed, dtype=dtype,
                       name="spikformer_dvs")
