@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refsnn.kernels.conv import conv2d_backward_data, conv2d_backward_weight, conv2d_forward
+from refsnn.kernels.conv import (WINOGRAD_MIN_CHANNELS, conv2d_backward, conv2d_backward_data,
+                                 conv2d_backward_weight, conv2d_forward, conv_path)
 
 DTYPES = [np.float64, np.float32]
 # tolerance relative to the sum of |terms| of each output element ("agree to rounding")
@@ -43,6 +44,12 @@ def _gy(x, w, stride, padding, seed=1):
     return rng.standard_normal((x.shape[0], w.shape[0], Ho, Wo)).astype(x.dtype)
 
 
+def paths(w, stride):
+    """Every fast path that applies to (w, stride): Winograd only for 3x3 stride 1, whatever the channel counts."""
+    (sh, sw), (kh, kw) = _pair(stride), w.shape[2:]
+    return ("winograd", "im2col") if (kh, kw, sh, sw) == (3, 3, 1, 1) else ("im2col",)
+
+
 def assert_close_to_rounding(a, b, abs_terms):
     """|a - b| <= rtol * (sum of |terms|) elementwise; abs_terms is that sum for each element."""
     assert a.dtype == b.dtype and a.shape == b.shape
@@ -61,9 +68,10 @@ def assert_close_to_rounding(a, b, abs_terms):
 def test_forward_numba_matches_numpy(case):
     x, w, s, p = case
     y_np = conv2d_forward(x, w, s, p, impl="numpy")
-    y_nb = conv2d_forward(x, w, s, p, impl="numba")
-    assert y_nb.dtype == x.dtype and y_nb.flags.c_contiguous
-    assert_close_to_rounding(y_nb, y_np, conv2d_forward(np.abs(x), np.abs(w), s, p, impl="numpy"))
+    for path in paths(w, s):
+        y_nb = conv2d_forward(x, w, s, p, impl="numba", path=path)
+        assert y_nb.dtype == x.dtype and y_nb.flags.c_contiguous
+        assert_close_to_rounding(y_nb, y_np, conv2d_forward(np.abs(x), np.abs(w), s, p, impl="numpy"))
 
 
 @SETTINGS
@@ -72,10 +80,11 @@ def test_backward_data_numba_matches_numpy(case):
     x, w, s, p = case
     gy = _gy(x, w, s, p)
     g_np = conv2d_backward_data(gy, w, x.shape, s, p, impl="numpy")
-    g_nb = conv2d_backward_data(gy, w, x.shape, s, p, impl="numba")
-    assert g_nb.shape == x.shape and g_nb.dtype == x.dtype and g_nb.flags.c_contiguous
     terms = conv2d_backward_data(np.abs(gy), np.abs(w), x.shape, s, p, impl="numpy")
-    assert_close_to_rounding(g_nb, g_np, terms)
+    for path in paths(w, s):
+        g_nb = conv2d_backward_data(gy, w, x.shape, s, p, impl="numba", path=path)
+        assert g_nb.shape == x.shape and g_nb.dtype == x.dtype and g_nb.flags.c_contiguous
+        assert_close_to_rounding(g_nb, g_np, terms)
 
 
 @SETTINGS
@@ -84,16 +93,56 @@ def test_backward_weight_numba_matches_numpy(case):
     x, w, s, p = case
     gy = _gy(x, w, s, p)
     g_np = conv2d_backward_weight(gy, x, w.shape, s, p, impl="numpy")
-    g_nb = conv2d_backward_weight(gy, x, w.shape, s, p, impl="numba")
-    assert g_nb.shape == w.shape and g_nb.dtype == x.dtype and g_nb.flags.c_contiguous
     terms = conv2d_backward_weight(np.abs(gy), np.abs(x), w.shape, s, p, impl="numpy")
-    assert_close_to_rounding(g_nb, g_np, terms)
+    for path in paths(w, s):
+        g_nb = conv2d_backward_weight(gy, x, w.shape, s, p, impl="numba", path=path)
+        assert g_nb.shape == w.shape and g_nb.dtype == x.dtype and g_nb.flags.c_contiguous
+        assert_close_to_rounding(g_nb, g_np, terms)
+
+
+@SETTINGS
+@given(conv_cases(), st.sampled_from([(True, True), (True, False), (False, True)]))
+def test_fused_backward_equals_the_two_gradients(case, need):
+    """conv2d_backward (gy transformed once) gives the very numbers of backward-data and backward-weight."""
+    x, w, s, p = case
+    gy = _gy(x, w, s, p)
+    for path in paths(w, s) + (None,):
+        gx, gw = conv2d_backward(gy, x, w, s, p, path=path, need=need)
+        assert (gx is None, gw is None) == (not need[0], not need[1])
+        if need[0]:
+            np.testing.assert_array_equal(gx, conv2d_backward_data(gy, w, x.shape, s, p, path=path))
+        if need[1]:
+            np.testing.assert_array_equal(gw, conv2d_backward_weight(gy, x, w.shape, s, p, path=path))
+    gx, gw = conv2d_backward(gy, x, w, s, p, impl="numpy")
+    np.testing.assert_array_equal(gx, conv2d_backward_data(gy, w, x.shape, s, p, impl="numpy"))
+    np.testing.assert_array_equal(gw, conv2d_backward_weight(gy, x, w.shape, s, p, impl="numpy"))
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,want", [
+    ((1, 16, 4, 4), (WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_CHANNELS, 3, 3), 1, "winograd"),
+    ((16, 192, 16, 16), (384, 192, 3, 3), (1, 1), "winograd"),
+    ((16, 3, 32, 32), (48, 3, 3, 3), 1, "im2col"),          # the 3-channel stems of SPS and ResNet-20
+    ((16, 3, 32, 32), (128, 3, 3, 3), 1, "im2col"),
+    ((16, 64, 32, 32), (WINOGRAD_MIN_CHANNELS - 1, 64, 3, 3), 1, "im2col"),  # few outputs: thin GEMMs
+    ((64, 1, 8, 8), (16, 1, 3, 3), 1, "winograd"),          # the digits' stem: below IM2COL_MIN_MACS
+    ((16, 128, 32, 32), (256, 128, 3, 3), 2, "im2col"),
+    ((16, 128, 32, 32), (256, 128, 1, 1), 1, "im2col"),
+])
+def test_conv_path_rule(x_shape, w_shape, stride, want):
+    p = 1 if w_shape[2] == 3 else 0
+    assert conv_path(x_shape, w_shape, stride, p) == want
+    # the default path is the rule's: the same bits as asking for it
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    np.testing.assert_array_equal(conv2d_forward(x, w, stride, p), conv2d_forward(x, w, stride, p, path=want))
 
 
 # fixed cases, so the corners are covered whatever hypothesis draws:
 # (N, C, O, H, W, kh, kw, stride, padding)
 FIXED = [
-    (1, 3, 2, 7, 9, 3, 3, 1, 1),  # Winograd path, odd sizes, batch 1
+    (1, 3, 2, 7, 9, 3, 3, 1, 1),  # both paths, odd sizes, batch 1
+    (2, 16, 17, 6, 7, 3, 3, 1, 1),  # Winograd by the rule (conv_path)
     (2, 4, 3, 8, 8, 3, 3, 1, 0),
     (2, 2, 3, 5, 6, 3, 3, 1, 3),  # padding 3 > kernel // 2
     (2, 3, 4, 9, 7, 3, 3, 2, 1),  # stride 2
@@ -113,14 +162,15 @@ def test_fixed_shapes_numba_matches_numpy(N, C, O, H, W, kh, kw, s, p, dtype):
     w = rng.standard_normal((O, C, kh, kw)).astype(dtype)
     gy = _gy(x, w, s, p)
     ax, aw, agy = np.abs(x), np.abs(w), np.abs(gy)
-    assert_close_to_rounding(conv2d_forward(x, w, s, p), conv2d_forward(x, w, s, p, impl="numpy"),
-                             conv2d_forward(ax, aw, s, p, impl="numpy"))
-    assert_close_to_rounding(conv2d_backward_data(gy, w, x.shape, s, p),
-                             conv2d_backward_data(gy, w, x.shape, s, p, impl="numpy"),
-                             conv2d_backward_data(agy, aw, x.shape, s, p, impl="numpy"))
-    assert_close_to_rounding(conv2d_backward_weight(gy, x, w.shape, s, p),
-                             conv2d_backward_weight(gy, x, w.shape, s, p, impl="numpy"),
-                             conv2d_backward_weight(agy, ax, w.shape, s, p, impl="numpy"))
+    for path in paths(w, s):
+        assert_close_to_rounding(conv2d_forward(x, w, s, p, path=path), conv2d_forward(x, w, s, p, impl="numpy"),
+                                 conv2d_forward(ax, aw, s, p, impl="numpy"))
+        assert_close_to_rounding(conv2d_backward_data(gy, w, x.shape, s, p, path=path),
+                                 conv2d_backward_data(gy, w, x.shape, s, p, impl="numpy"),
+                                 conv2d_backward_data(agy, aw, x.shape, s, p, impl="numpy"))
+        assert_close_to_rounding(conv2d_backward_weight(gy, x, w.shape, s, p, path=path),
+                                 conv2d_backward_weight(gy, x, w.shape, s, p, impl="numpy"),
+                                 conv2d_backward_weight(agy, ax, w.shape, s, p, impl="numpy"))
 
 
 # ----------------------------------------------------------------------------
@@ -256,6 +306,11 @@ ERRORS = [
     (lambda: conv2d_backward_weight(_gy5, _x.astype(np.float32), (4, 3, 3, 3), 1, 1), TypeError, r"gy has dtype float64 but x has dtype float32"),
     (lambda: conv2d_backward_weight(_gy5, _x[..., 0], (4, 3, 3, 3), 1, 1), ValueError, r"x must be 4-D"),
     (lambda: conv2d_backward_weight(_gy5, _x, (4, 3, 3, 3), 1, -1), ValueError, r"padding must be >= 0"),
+    (lambda: conv2d_forward(_x, _w, 2, 1, path="winograd"), ValueError, r"path='winograd' needs a 3x3 kernel with stride 1.*\(2, 2\)"),
+    (lambda: conv2d_forward(_x, _w, path="fft"), ValueError, r"path must be None or one of \('winograd', 'im2col'\), got 'fft'"),
+    (lambda: conv2d_forward(_x, _w, impl="numpy", path="im2col"), ValueError, r"path='im2col'.*impl='numpy' has none"),
+    (lambda: conv2d_backward(_gy5, _x, _w, 1, 0), ValueError, r"gy must have shape \(2, 4, 3, 3\)"),
+    (lambda: conv2d_backward(_gy5, _x, _w.astype(np.float32), 1, 1), TypeError, r"gy has dtype float64 but w has dtype float32"),
 ]
 
 
@@ -263,3 +318,26 @@ ERRORS = [
 def test_errors_name_the_argument(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("path", ["winograd", "im2col"])
+def test_parallel_kernels_give_the_same_bits_on_any_thread_count(path):
+    """The transforms and im2col / col2im split work over channels only: 1 thread = all threads, bit for bit."""
+    import numba
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 17, 9, 10)).astype(np.float32)
+    w = rng.standard_normal((18, 17, 3, 3)).astype(np.float32)
+    gy = _gy(x, w, 1, 1)
+
+    def run():
+        return (conv2d_forward(x, w, 1, 1, path=path),) + conv2d_backward(gy, x, w, 1, 1, path=path)
+
+    many = run()
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = run()
+    finally:
+        numba.set_num_threads(old)
+    for a, b in zip(many, one):
+        np.testing.assert_array_equal(a, b)

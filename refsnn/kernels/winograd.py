@@ -28,21 +28,24 @@ they agree with it to rounding (the same sums, taken in a different order).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-__all__ = ["winograd_applies", "forward_winograd", "backward_data_winograd", "backward_weight_winograd"]
+__all__ = ["winograd_applies", "forward_winograd", "backward_data_winograd", "backward_weight_winograd",
+           "backward_winograd"]
 
 
 _WG = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _wino_input(x, ph, pw, th, tw, V):
-    """V[4a+b, c, t] = (B^T d B)[a, b],  d = xpad[n, c, 2ti:2ti+4, 2tj:2tj+4],  t = (n, ti, tj)."""
+    """V[4a+b, c, t] = (B^T d B)[a, b],  d = xpad[n, c, 2ti:2ti+4, 2tj:2tj+4],  t = (n, ti, tj).
+
+    Channels in parallel: each c writes only V[:, c], so the result does not depend on the thread count."""
     N, C, H, W = x.shape
-    xp = np.zeros((2 * th + 2, 2 * tw + 2), dtype=x.dtype)  # one plane of xpad, whole tiles
-    s = np.empty((4, 2 * tw + 2), dtype=x.dtype)
-    for c in range(C):
+    for c in prange(C):
+        xp = np.zeros((2 * th + 2, 2 * tw + 2), dtype=x.dtype)  # one plane of xpad, whole tiles
+        s = np.empty((4, 2 * tw + 2), dtype=x.dtype)
         for n in range(N):
             xp[ph : ph + H, pw : pw + W] = x[n, c]  # the padding stays zero
             for ti in range(th):
@@ -63,13 +66,13 @@ def _wino_input(x, ph, pw, th, tw, V):
     return V
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _wino_output(M, th, tw, y):
-    """y[n, o, 2ti:2ti+2, 2tj:2tj+2] = A^T m A,  m[a, b] = M[4a+b, o, t]  (cropped to Ho x Wo)."""
+    """y[n, o, 2ti:2ti+2, 2tj:2tj+2] = A^T m A,  m[a, b] = M[4a+b, o, t]  (cropped to Ho x Wo); o in parallel."""
     N, O, Ho, Wo = y.shape
-    r = np.empty((4, 2 * tw), dtype=M.dtype)  # m A for one row of tiles
-    yt = np.empty((2, 2 * tw), dtype=M.dtype)  # A^T m A for one row of tiles
-    for o in range(O):
+    for o in prange(O):
+        r = np.empty((4, 2 * tw), dtype=M.dtype)  # m A for one row of tiles
+        yt = np.empty((2, 2 * tw), dtype=M.dtype)  # A^T m A for one row of tiles
         for n in range(N):
             for ti in range(th):
                 t0 = (n * th + ti) * tw
@@ -87,13 +90,13 @@ def _wino_output(M, th, tw, y):
     return y
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _wino_grad_output(gy, th, tw, Z):
-    """Z[4a+b, o, t] = (A g A^T)[a, b],  g = gy[n, o, 2ti:2ti+2, 2tj:2tj+2]  (zero beyond Ho, Wo)."""
+    """Z[4a+b, o, t] = (A g A^T)[a, b],  g = gy[n, o, 2ti:2ti+2, 2tj:2tj+2]  (zero beyond Ho, Wo); o in parallel."""
     N, O, Ho, Wo = gy.shape
-    g = np.zeros((2 * th, 2 * tw), dtype=gy.dtype)  # one plane of gy, whole tiles
-    s = np.empty((4, 2 * tw), dtype=gy.dtype)  # A g for one row of tiles
-    for o in range(O):
+    for o in prange(O):
+        g = np.zeros((2 * th, 2 * tw), dtype=gy.dtype)  # one plane of gy, whole tiles
+        s = np.empty((4, 2 * tw), dtype=gy.dtype)  # A g for one row of tiles
         for n in range(N):
             g[:Ho, :Wo] = gy[n, o]  # the extension stays zero
             for ti in range(th):
@@ -114,13 +117,15 @@ def _wino_grad_output(gy, th, tw, Z):
     return Z
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _wino_scatter(D, ph, pw, th, tw, gx):
-    """gx[n, c] = crop of  sum_t (B m B^T) placed at xpad[2ti:2ti+4, 2tj:2tj+4],  m[a, b] = D[4a+b, c, t]."""
+    """gx[n, c] = crop of  sum_t (B m B^T) placed at xpad[2ti:2ti+4, 2tj:2tj+4],  m[a, b] = D[4a+b, c, t].
+
+    Channels in parallel: each c sums its own plane in the same order whatever the thread count."""
     N, C, H, W = gx.shape
-    gp = np.empty((2 * th + 2, 2 * tw + 2), dtype=D.dtype)  # gradient w.r.t. one plane of xpad
-    r = np.empty((4, 4 * tw), dtype=D.dtype)  # m B^T for one row of tiles, 4 columns per tile
-    for c in range(C):
+    for c in prange(C):
+        gp = np.empty((2 * th + 2, 2 * tw + 2), dtype=D.dtype)  # gradient w.r.t. one plane of xpad
+        r = np.empty((4, 4 * tw), dtype=D.dtype)  # m B^T for one row of tiles, 4 columns per tile
         for n in range(N):
             gp[:] = 0
             for ti in range(th):
@@ -177,20 +182,35 @@ def forward_winograd(x, w, ph, pw, Ho, Wo):
     return _wino_output(M, th, tw, np.empty((N, O, Ho, Wo), dtype=x.dtype))
 
 
-def backward_data_winograd(gy, w, x_shape, ph, pw, Ho, Wo):
+def _data_from_z(Z, w, x_shape, ph, pw, Ho, Wo):
     th, tw, T = _wino_tiles(x_shape[0], Ho, Wo)
     U_t = _wino_weight(w).transpose(0, 2, 1)  # (16, C, O), a transposed view (BLAS reads it as is)
-    D = np.matmul(U_t, _wino_grad_output_numba(gy))  # (16, C, T)
-    return _wino_scatter(D, ph, pw, th, tw, np.empty(x_shape, dtype=gy.dtype))  # fills every plane
+    D = np.matmul(U_t, Z)  # (16, C, T)
+    return _wino_scatter(D, ph, pw, th, tw, np.empty(x_shape, dtype=Z.dtype))  # fills every plane
 
 
-def backward_weight_winograd(gy, x, w_shape, ph, pw, Ho, Wo):
-    Z = _wino_grad_output_numba(gy)  # (16, O, T)
+def _weight_from_z(Z, x, w_shape, ph, pw, Ho, Wo):
     V = _wino_input_numba(x, ph, pw, Ho, Wo)  # (16, C, T)
     Wg = np.matmul(Z, V.transpose(0, 2, 1))  # (16, O, C)
     # gw[o,c] = G^T Wg[:, o, c] G, i.e. gw[o,c,p,q] = sum_{a,b} G[a,p] G[b,q] Wg[4a+b, o, c]
     GG = np.kron(_WG, _WG).astype(x.dtype)
     return np.dot(Wg.reshape(16, -1).T, GG).reshape(w_shape)
+
+
+def backward_data_winograd(gy, w, x_shape, ph, pw, Ho, Wo):
+    return _data_from_z(_wino_grad_output_numba(gy), w, x_shape, ph, pw, Ho, Wo)
+
+
+def backward_weight_winograd(gy, x, w_shape, ph, pw, Ho, Wo):
+    return _weight_from_z(_wino_grad_output_numba(gy), x, w_shape, ph, pw, Ho, Wo)
+
+
+def backward_winograd(gy, x, w, need_x, need_w, ph, pw, Ho, Wo):
+    """(gx or None, gw or None) from one transform Z of gy (the same numbers as the two functions above)."""
+    Z = _wino_grad_output_numba(gy)  # (16, O, T)
+    gx = _data_from_z(Z, w, x.shape, ph, pw, Ho, Wo) if need_x else None
+    gw = _weight_from_z(Z, x, w.shape, ph, pw, Ho, Wo) if need_w else None
+    return gx, gw
 
 
 def winograd_applies(kh, kw, sh, sw):

@@ -78,9 +78,7 @@ def conv2d_vjp(ctx, g):
     x, w = ctx.inputs[:2]
     kw = dict(stride=ctx.kwargs["stride"], padding=ctx.kwargs["padding"], impl=ctx.kwargs["impl"])
     g = np.ascontiguousarray(g)
-    gx = _conv.conv2d_backward_data(g, w, x.shape, **kw) if ctx.needs_grad[0] else None
-    gw = _conv.conv2d_backward_weight(g, x, w.shape, **kw) if ctx.needs_grad[1] else None
-    grads = (gx, gw)
+    grads = _conv.conv2d_backward(g, x, w, **kw, need=ctx.needs_grad[:2])
     if len(ctx.inputs) == 3:
         grads += (g.sum(axis=(0, 2, 3)),)
     return grads
