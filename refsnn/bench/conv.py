@@ -7,7 +7,12 @@ float32 matmul GFLOP/s of this machine measured in the same run (2048^3 np.dot).
 All times are medians over the repeats, after an untimed warm-up (numba compile
 excluded). numba and PyTorch are timed alternately, so both see the same machine load.
 
-    python -m refsnn.bench.conv [--repeats 5] [--twin-repeats 1] [--quick] [--no-torch]
+``--paths`` instead times the two fast paths of ``impl="numba"`` (Winograd and im2col, forward + the
+fused backward) against each other, alternately, on the 3x3 stride-1 shapes of the SPS of
+spikformer_4_384, of resnet20 and of the digits' tiny_resnet (float32), and shows which one the rule
+``refsnn.kernels.conv.conv_path`` picks: the measurement behind that rule.
+
+    python -m refsnn.bench.conv [--repeats 5] [--twin-repeats 1] [--quick] [--no-torch] [--paths]
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 
 from refsnn.bench._common import optional_torch
 
-from refsnn.kernels.conv import conv2d_backward_data, conv2d_backward_weight, conv2d_forward
+from refsnn.kernels.conv import conv2d_backward, conv2d_backward_data, conv2d_backward_weight, conv2d_forward, conv_path
 
 SETTLE = 0.3  # seconds of sleep before each timed step (see _steady)
 
@@ -31,6 +36,12 @@ SHAPES = [
     (32, 512, 512, 8, 3, 1, 1),
     (32, 128, 256, 32, 1, 2, 0),
 ]
+
+
+# (N, C, O, H=W) of the 3x3 stride-1 convs of spikformer_4_384's SPS, resnet20 and tiny_resnet (batch of bench train)
+PATH_SHAPES = [(16, 3, 48, 32), (16, 48, 96, 32), (16, 96, 192, 32), (16, 192, 384, 16), (16, 384, 384, 8),
+               (16, 3, 128, 32), (16, 128, 128, 32), (16, 256, 256, 16), (16, 512, 512, 8),
+               (64, 1, 16, 8), (64, 16, 16, 8), (64, 32, 32, 4)]
 
 
 def _clock(f):
@@ -83,16 +94,42 @@ def _torch_step(torch, x, w, gy, s, p):
     return step
 
 
+def paths_table(repeats: int) -> None:
+    """Winograd vs im2col (forward + fused backward, float32), timed alternately; medians and minima in ms."""
+    rng = np.random.default_rng(0)
+    print("| shape (N, C->O, HxW) | Winograd ms (median / min) | im2col ms (median / min) | faster (by min) | rule |")
+    print("|---|---|---|---|---|")
+    for N, C, O, H in PATH_SHAPES:
+        x = rng.standard_normal((N, C, H, H)).astype(np.float32)
+        w = (rng.standard_normal((O, C, 3, 3)) / np.sqrt(9 * C)).astype(np.float32)
+        gy = rng.standard_normal((N, O, H, H)).astype(np.float32)
+
+        def step(path):
+            return lambda: (conv2d_forward(x, w, 1, 1, path=path), conv2d_backward(gy, x, w, 1, 1, path=path))
+
+        fs = [step("winograd"), step("im2col")]
+        t = np.array([_steady(fs) for _ in range(repeats)]) * 1e3
+        med, low = np.median(t, axis=0), t.min(axis=0)
+        print(f"| {N}, {C}->{O}, {H}x{H} | {med[0]:.1f} / {low[0]:.1f} | {med[1]:.1f} / {low[1]:.1f} "
+              f"| {'Winograd' if low[0] < low[1] else 'im2col'} | {conv_path(x.shape, w.shape, 1, 1)} |", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="refsnn bench conv", description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats for numba and torch (median)")
     ap.add_argument("--twin-repeats", type=int, default=1, help="timed repeats for the NumPy twin")
     ap.add_argument("--quick", action="store_true", help="batch 8, 2 repeats: a smoke run")
     ap.add_argument("--no-torch", action="store_true", help="do not time PyTorch even if installed")
+    ap.add_argument("--paths", action="store_true", help="time Winograd against im2col on the models' 3x3 shapes "
+                                                         "(the measurement behind refsnn.kernels.conv.conv_path)")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.twin_repeats < 0:
         ap.error("--repeats must be >= 1 and --twin-repeats >= 0")
     repeats = 2 if args.quick else args.repeats
+    if args.paths:
+        print(f"load average at start: {os.getloadavg()[0]:.1f}; repeats={repeats}")
+        paths_table(repeats)
+        return 0
     batch = 8 if args.quick else None
 
     torch = optional_torch(args.no_torch)

@@ -18,8 +18,9 @@ these are steps without a step-size renewal (a renewal adds one grid search of
 K candidates on the data of the quantizer that changed).
 
 With ``--against torch`` every case is also timed in the PyTorch port (``refsnn.torch.bench``: the
-same model, batch and step) with as many torch threads as numba has, and the table gets the port's
-median and the ratio refsnn / port per model and dtype, for every case (Spikformer and the sequential
+same model, batch and step) with as many torch threads as numba has, one port step after each refsnn
+step (so that on a shared machine both see the same load), and the table gets the port's median and
+minimum and the ratios refsnn / port of the medians and of the minima per model and dtype, for every case (Spikformer and the sequential
 ``tiny_resnet_seq`` included: the port has both).
 
     python -m refsnn.bench.train [--quick] [--repeats N] [--models resnet20,tiny_resnet,spikformer_4_384]
@@ -100,35 +101,35 @@ def refsnn_step(model_name: str, dtype: str, batch: int):
     return step
 
 
-def _time(step, repeats: int) -> tuple:
-    """(warm-up seconds, [seconds of each timed step])."""
+def _clock(step) -> float:
     t = time.perf_counter()
-    step()  # warm-up: LSQ initialisation, numba compilation
-    warm = time.perf_counter() - t
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return warm, times
+    step()
+    return time.perf_counter() - t
 
 
-def against_torch(model_name: str, dtype: str, repeats: int, batch: int | None = None) -> dict:
-    """The same step in the PyTorch port, with as many torch threads as numba uses (needs the torch extra)."""
+def torch_step(model_name: str, dtype: str, batch: int | None = None) -> tuple:
+    """(the same step in the PyTorch port, ``refsnn.torch.bench``, its thread count = numba's)."""
     import numba
     batch = batch or CASES[model_name]["batch"]
     x, y = case_batch(model_name, np.dtype(dtype), batch)
     threads = numba.get_num_threads()
     from refsnn.torch.bench import step_fn
-    warm, times = _time(step_fn(model_name, dtype, x, y, threads), repeats)
-    return {"torch_threads": threads, "torch_warmup_s": warm, "torch_median_s": float(np.median(times)),
-            "torch_min_s": float(min(times))}
+    return step_fn(model_name, dtype, x, y, threads), threads
 
 
-def run_case(model_name: str, dtype: str, repeats: int, batch: int | None = None) -> dict:
+def run_case(model_name: str, dtype: str, repeats: int, batch: int | None = None, against: str | None = None) -> dict:
+    """One row: refsnn's step (and with ``against="torch"`` the port's step, timed alternately with it, so that
+    both see the same load of a shared machine), medians and minima, then refsnn's memory peaks."""
     batch = batch or CASES[model_name]["batch"]
     step = refsnn_step(model_name, dtype, batch)
-    warm, times = _time(step, repeats)
+    other, threads = torch_step(model_name, dtype, batch) if against == "torch" else (None, 0)
+    warm = _clock(step)  # warm-up: LSQ initialisation, numba compilation
+    twarm = _clock(other) if other else 0.0
+    times, ttimes = [], []
+    for _ in range(repeats):
+        times.append(_clock(step))
+        if other:
+            ttimes.append(_clock(other))
     tracemalloc.start()
     step()
     _, peak = tracemalloc.get_traced_memory()
@@ -136,9 +137,13 @@ def run_case(model_name: str, dtype: str, repeats: int, batch: int | None = None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     rss_mb = rss / 1024 if sys.platform != "darwin" else rss / 2 ** 20
     med = float(np.median(times))
-    return {"model": model_name, "batch": batch, "data": CASES[model_name]["data"], "dtype": dtype,
-            "repeats": repeats, "warmup_s": warm, "median_s": med, "min_s": float(min(times)),
-            "samples_per_s": batch / med, "peak_traced_mb": peak / 1e6, "max_rss_mb": rss_mb}
+    row = {"model": model_name, "batch": batch, "data": CASES[model_name]["data"], "dtype": dtype,
+           "repeats": repeats, "warmup_s": warm, "median_s": med, "min_s": float(min(times)),
+           "samples_per_s": batch / med, "peak_traced_mb": peak / 1e6, "max_rss_mb": rss_mb}
+    if other:
+        row.update({"torch_threads": threads, "torch_warmup_s": twarm, "torch_median_s": float(np.median(ttimes)),
+                    "torch_min_s": float(min(ttimes))})
+    return row
 
 
 def format_table(rows: list) -> str:
@@ -148,8 +153,9 @@ def format_table(rows: list) -> str:
               f"{r['samples_per_s']:.1f}", f"{r['warmup_s']:.2f}", f"{r['peak_traced_mb']:.0f}",
               f"{r['max_rss_mb']:.0f}") for r in rows]
     if rows and all("torch_median_s" in r for r in rows):
-        head += ("torch s/step", "refsnn / torch")
-        cells = [c + (f"{r['torch_median_s']:.3f}", f"{r['median_s'] / r['torch_median_s']:.2f}")
+        head += ("torch s/step", "torch min", "refsnn / torch", "ratio of minima")
+        cells = [c + (f"{r['torch_median_s']:.3f}", f"{r['torch_min_s']:.3f}",
+                      f"{r['median_s'] / r['torch_median_s']:.2f}", f"{r['min_s'] / r['torch_min_s']:.2f}")
                  for c, r in zip(cells, rows)]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths))),
@@ -191,12 +197,10 @@ def main(argv=None) -> int:
                 reps = 1 if m in LARGE else 2
             else:
                 reps = 3 if m in LARGE else 5
-            rows.append(run_case(m, d, reps))
-            if args.against == "torch" and m not in NO_TORCH:
-                try:
-                    rows[-1].update(against_torch(m, d, reps))
-                except ImportError as e:
-                    ap.error(f"--against torch needs the PyTorch port: {e}")
+            try:
+                rows.append(run_case(m, d, reps, against=args.against if m not in NO_TORCH else None))
+            except ImportError as e:
+                ap.error(f"--against torch needs the PyTorch port: {e}")
             if not args.json:
                 print(f"  {m} {d}: {rows[-1]['median_s']:.3f} s/step", file=sys.stderr, flush=True)
     if args.json:
@@ -205,7 +209,8 @@ def main(argv=None) -> int:
         import numba
         print(f"training step = forward + cross-entropy + Eq. 21 + backward + SGD update; "
               f"{os.cpu_count()} CPUs, numba threads {numba.get_num_threads()}, "
-              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+              f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
         print(format_table(rows))
     return 0
 

@@ -19,10 +19,11 @@ No bias: the op adds it. Every function has two implementations:
 * ``impl="numba"`` (default): the fast path. It agrees with the NumPy twin to
   rounding (the same sums, taken in a different order):
 
-  - 3x3 kernels with stride 1 and at least ``WINOGRAD_MIN_CHANNELS`` input and output
-    channels (or fewer than ``IM2COL_MIN_MACS`` multiply-adds) use Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray 2016,
-    ``refsnn.kernels.winograd``): 16 batched BLAS products with 2.25x fewer
-    multiplications than im2col (``conv_path`` states the measured rule);
+  - 3x3 kernels with stride 1 and at least ``WINOGRAD_MIN_CHANNELS`` input and
+    output channels (or fewer than ``IM2COL_MIN_MACS`` multiply-adds) use Winograd's
+    minimal filtering F(2x2, 3x3) (Lavin & Gray 2016, ``refsnn.kernels.winograd``):
+    16 batched BLAS products with 2.25x fewer multiplications than im2col
+    (``conv_path`` states the measured rule, ``path=`` forces a path);
   - every other shape uses im2col / col2im in numba plus one large BLAS product.
     The im2col matrix has rows (c, p, q) and columns (n, i, j)::
 

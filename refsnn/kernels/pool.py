@@ -26,7 +26,7 @@ rounding" is the contract).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from refsnn.kernels import checks as chk
 
@@ -91,11 +91,12 @@ def _max_forward_numpy(x, kh, kw, sh, sw, ph, pw, Ho, Wo):
     return y, argmax
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _max_forward_kernel(x, kh, kw, sh, sw, ph, pw, y, argmax):
+    """The planes (n, c) in parallel: each writes only y[n, c], argmax[n, c]."""
     N, C, H, W = x.shape
     Ho, Wo = y.shape[2], y.shape[3]
-    for nc in range(N * C):
+    for nc in prange(N * C):
         n = nc // C
         c = nc - n * C
         for i in range(Ho):
@@ -135,11 +136,12 @@ def _max_backward_numpy(gy, argmax, x_shape):
     return gx.reshape(x_shape)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _max_backward_kernel(gy, argmax, gx):
+    """The planes in parallel: each adds only into its own row gx[nc], in (i, j) order as the twin."""
     NC, HW = gx.shape
     P = argmax.shape[1]
-    for nc in range(NC):
+    for nc in prange(NC):
         for k in range(P):
             gx[nc, argmax[nc, k]] += gy[nc, k]
     return gx
