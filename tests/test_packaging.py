@@ -110,3 +110,19 @@ def test_pip_install_runs_verify_from_another_directory(tmp_path):
     assert where == str(("refsnn-verify/REPORT.md", "refsnn-verify/figures"))
     assert _tree(site) == before  # nothing written into the installed package
     print(f"install + verify --quick --only theorem1: {time.time() - t0:.1f} s")
+
+
+def test_importing_refsnn_first_sets_the_openblas_thread_timeout_unless_the_user_did():
+    """refsnn/__init__.py: OpenBLAS threads sleep at once after a product (a user's own setting wins)."""
+    import os
+    import subprocess
+    import sys
+    code = "import refsnn, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]  # this checkout's refsnn
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "4"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_THREAD_TIMEOUT": "12"}, cwd=root,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "12"
