@@ -14,7 +14,7 @@ the 2x2 output tile is exactly (in exact arithmetic)
   y_t[o] = A^T [ sum_c (G w[o,c] G^T) * (B^T d_t[c] B) ] A        (* elementwise)
 
 i.e. with U[e,o,c] = (G w[o,c] G^T)[e], V[e,c,t] = (B^T d_t[c] B)[e] for the
-16 positions e of a 4x4 tile:  M[e] = U[e] @ V[e]  (16 GEMMs, 2.25x fewer
+16 positions e of a 4x4 tile:  M[e] = U[e] @ V[e]  (16 GEMMs, ``refsnn.kernels.blas.stacked_matmul``; 2.25x fewer
 multiplications than im2col). Both gradients are the adjoint of that formula:
 with Z[e,o,t] = (A gy_t[o] A^T)[e],
 
@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from refsnn.kernels.blas import stacked_matmul
 
 __all__ = ["winograd_applies", "forward_winograd", "backward_data_winograd", "backward_weight_winograd",
            "backward_winograd"]
@@ -178,20 +180,20 @@ def forward_winograd(x, w, ph, pw, Ho, Wo):
     N = x.shape[0]
     O = w.shape[0]
     th, tw, T = _wino_tiles(N, Ho, Wo)
-    M = np.matmul(_wino_weight(w), _wino_input_numba(x, ph, pw, Ho, Wo))  # (16, O, T)
+    M = stacked_matmul(_wino_weight(w), _wino_input_numba(x, ph, pw, Ho, Wo))  # (16, O, T)
     return _wino_output(M, th, tw, np.empty((N, O, Ho, Wo), dtype=x.dtype))
 
 
 def _data_from_z(Z, w, x_shape, ph, pw, Ho, Wo):
     th, tw, T = _wino_tiles(x_shape[0], Ho, Wo)
     U_t = _wino_weight(w).transpose(0, 2, 1)  # (16, C, O), a transposed view (BLAS reads it as is)
-    D = np.matmul(U_t, Z)  # (16, C, T)
+    D = stacked_matmul(U_t, Z)  # (16, C, T)
     return _wino_scatter(D, ph, pw, th, tw, np.empty(x_shape, dtype=Z.dtype))  # fills every plane
 
 
 def _weight_from_z(Z, x, w_shape, ph, pw, Ho, Wo):
     V = _wino_input_numba(x, ph, pw, Ho, Wo)  # (16, C, T)
-    Wg = np.matmul(Z, V.transpose(0, 2, 1))  # (16, O, C)
+    Wg = stacked_matmul(Z, V.transpose(0, 2, 1))  # (16, O, C)
     # gw[o,c] = G^T Wg[:, o, c] G, i.e. gw[o,c,p,q] = sum_{a,b} G[a,p] G[b,q] Wg[4a+b, o, c]
     GG = np.kron(_WG, _WG).astype(x.dtype)
     return np.dot(Wg.reshape(16, -1).T, GG).reshape(w_shape)
