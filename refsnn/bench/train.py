@@ -20,8 +20,8 @@ K candidates on the data of the quantizer that changed).
 With ``--against torch`` every case is also timed in the PyTorch port (``refsnn.torch.bench``: the
 same model, batch and step) with as many torch threads as numba has, one port step after each refsnn
 step (so that on a shared machine both see the same load), and the table gets the port's median and
-minimum and the ratios refsnn / port of the medians and of the minima per model and dtype, for every case (Spikformer and the sequential
-``tiny_resnet_seq`` included: the port has both).
+minimum and the ratios refsnn / port of the medians and of the minima per model and dtype, for every
+case (Spikformer and the sequential ``tiny_resnet_seq`` included: the port has both).
 
     python -m refsnn.bench.train [--quick] [--repeats N] [--models resnet20,tiny_resnet,spikformer_4_384]
                                  [--dtypes float32,float64] [--against torch]

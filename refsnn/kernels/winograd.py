@@ -14,8 +14,8 @@ the 2x2 output tile is exactly (in exact arithmetic)
   y_t[o] = A^T [ sum_c (G w[o,c] G^T) * (B^T d_t[c] B) ] A        (* elementwise)
 
 i.e. with U[e,o,c] = (G w[o,c] G^T)[e], V[e,c,t] = (B^T d_t[c] B)[e] for the
-16 positions e of a 4x4 tile:  M[e] = U[e] @ V[e]  (16 GEMMs, ``refsnn.kernels.blas.stacked_matmul``; 2.25x fewer
-multiplications than im2col). Both gradients are the adjoint of that formula:
+16 positions e of a 4x4 tile:  M[e] = U[e] @ V[e]  (16 GEMMs, 2.25x fewer
+multiplications than im2col; ``refsnn.kernels.blas.stacked_matmul`` runs them). Both gradients are the adjoint of that formula:
 with Z[e,o,t] = (A gy_t[o] A^T)[e],
 
   gd_t[c] = B [ sum_o U[e,o,c] Z[e,o,t] ]_e B^T   (scattered back, tiles overlap)
