@@ -55,3 +55,20 @@ def test_thread_count_is_restored_and_the_numbers_do_not_depend_on_it():
 def test_bad_shapes_are_named(a, b):
     with pytest.raises(ValueError, match=r"stacked_matmul: expected stacks \(B, m, k\) and \(B, k, n\), got"):
         stacked_matmul(a, b)
+
+
+def test_a_forked_child_gets_its_own_worker_threads():
+    import multiprocessing as mp
+    import numba
+    if numba.get_num_threads() < 2 or "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs 2 numba threads and fork")
+    a, b = np.ones((4, 8, 8)), np.ones((4, 8, 8))
+    stacked_matmul(a, b)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        out = pool.apply_async(_child_product).get(timeout=120)
+    np.testing.assert_array_equal(out, np.full((4, 8, 8), 8.0))
+
+
+def _child_product():
+    return stacked_matmul(np.ones((4, 8, 8)), np.ones((4, 8, 8)))

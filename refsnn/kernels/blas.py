@@ -62,10 +62,12 @@ def blas_threads_settable() -> bool:
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    if _STATE.get("workers") != workers:
-        if "pool" in _STATE:
+    """The worker threads; a new pool after a fork (a child process does not inherit its parent's threads)."""
+    if _STATE.get("owner") != (os.getpid(), workers):
+        if "pool" in _STATE and _STATE["owner"][0] == os.getpid():
             _STATE["pool"].shutdown()
-        _STATE["pool"], _STATE["workers"] = ThreadPoolExecutor(workers, thread_name_prefix="refsnn-blas"), workers
+        _STATE["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="refsnn-blas")
+        _STATE["owner"] = (os.getpid(), workers)
     return _STATE["pool"]
 
 
