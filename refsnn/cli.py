@@ -10,7 +10,7 @@
     refsnn verify [--quick] [--out DIR] [--only CHECK ...]   the theory checks (verify/, installed as refsnn.verify)
     refsnn figures [--quick] [--out DIR] [--demo-run DIR]   redraw figures/ (verify checks + the demo's training)
     refsnn golden write DIR | check DIR [--against OTHER] golden outputs for other implementations (refsnn.golden)
-    refsnn ablate [--tables 3,8] [--quick] [--seeds N] [--out DIR]   the paper's ablation tables (refsnn.ablate)
+    refsnn ablate [--tables 3,4,5,6,8] [--quick] [--seeds N] [--out DIR]   the paper's ablation tables
 
 Output: results on stdout; progress, banners and notes on stderr (``refsnn.report.Progress``), so that
 ``refsnn train ... > result.txt`` and ``refsnn train --check | python -c 'import json, sys; json.load(sys.stdin)'``
@@ -375,13 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "training the demo again")
     p.set_defaults(func=cmd_figures)
 
-    p = sub.add_parser("ablate", help="run the paper's ablation tables (3, 8) and write ABLATIONS.md",
+    p = sub.add_parser("ablate", help="run the paper's ablation tables (3, 4, 5, 6-7, 8) and write ABLATIONS.md",
                        description="Train every cell of the paper's ablation tables (docs/method.md §15) on the "
                                    "bundled digits, several seeds, resumable; write ABLATIONS.md and figures.")
-    p.add_argument("--tables", default="3,8", help="comma-separated table numbers (default: 3,8)")
-    p.add_argument("--quick", action="store_true", help="a few cells, one seed, 2 epochs on 320 samples (< 1 min)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: 3; --quick: 1)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: 15; --quick: 2)")
+    p.add_argument("--tables", default="3,4,5,6,8",
+                   help="comma-separated table numbers, 6 = Tables 6-7 (default: 3,4,5,6,8)")
+    p.add_argument("--quick", action="store_true", help="a few cells, one seed, 1-2 epochs on 320 samples (< 1 min)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds per cell (default: 3, Tables 5 and 6-7: 2; --quick: 1)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per cell (default: 15, Table 5: 10, Tables 6-7: 6; --quick: 2, Tables 5-7: 1)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel processes (default: 1)")
     p.add_argument("--out", default=None, metavar="DIR", help="write DIR/ABLATIONS.md, DIR/figures/, DIR/cells/ "
                    "(default: the checkout's verify/ABLATIONS.md, figures/, verify/ablations/; --quick: "

@@ -39,21 +39,21 @@ def test_registry_has_the_papers_rows_and_columns():
 
 def test_variants_follow_method_section_15():
     row = TABLES["3"].rows[2]  # 2/2/1
-    uq = C.cell_config(row, TABLES["3"].column("uquant"), 0, quick=True)
+    uq = C.cell_config(TABLES["3"], row, TABLES["3"].column("uquant"), 0, quick=True)
     m = uq.method.spiking
     assert (m["weight_bits"], m["spike_bits"], m["time_steps"]) == (2.0, 2.0, 1.0)
     assert not (m["learn_weight_bits"] or m["learn_spike_bits"] or m["learn_time"])
     assert uq.renewal.mode == "none" and not uq.regulate.enabled
     for key, mode in (("lbw", "none"), ("lbw_weight", "weight"), ("lbw_both", "both"), ("lbw_act", "spike")):
-        cfg = C.cell_config(row, TABLES["3"].column(key), 0, quick=True)
+        cfg = C.cell_config(TABLES["3"], row, TABLES["3"].column(key), 0, quick=True)
         m = cfg.method.spiking
         assert (m["weight_bits"], m["spike_bits"], m["time_steps"]) == (4.0, 4.0, 2.0) and m["learn_time"]
         assert cfg.renewal.mode == mode and cfg.regulate.enabled
         assert (cfg.regulate.W, cfg.regulate.S, cfg.regulate.T) == (2.0, 2.0, 1.0)
     a = C.Cell(TABLES["3"], row, TABLES["3"].column("lbw_act"), 0,
-               C.cell_config(row, TABLES["3"].column("lbw_act"), 0, True))
+               C.cell_config(TABLES["3"], row, TABLES["3"].column("lbw_act"), 0, True))
     b = C.Cell(TABLES["8"], row, TABLES["8"].column("lbw_act"), 0,
-               C.cell_config(row, TABLES["8"].column("lbw_act"), 0, True))
+               C.cell_config(TABLES["8"], row, TABLES["8"].column("lbw_act"), 0, True))
     assert a.hash == b.hash and a.name != b.name   # Table 8's SNN is Table 3's cell: one run
 
 
@@ -79,6 +79,12 @@ def test_resume_skips_finished_cells_and_a_rerun_gives_the_same_numbers(quick_ru
     err = io.StringIO()
     assert main("3,8", quick=True, out=str(out), stream=err) == 0
     assert "5 already stored" in err.getvalue() and "0 to run" in err.getvalue()
+    # the header of a resumed run: the stored runs' summed time, not this invocation's (near) zero
+    runs = {(r["hash"], r["seed"]): r["result"]["time_s"] for r in map(json.loads, before.values())}
+    stored = sum(runs.values())   # 4 runs: Table 8's SNN cell is Table 3's
+    text = (out / "ABLATIONS.md").read_text()
+    assert f"summed over all runs {stored:.0f} s" in text and "trained 0 of them" in text
+    assert "the other 4 were stored by an earlier invocation" in text
     assert {p.name: p.read_text() for p in (out / "cells").glob("*.json")} == before
     # the same seed, trained again from nothing: the same numbers
     rec = json.loads(next(v for k, v in before.items() if "_uquant_" in k))
@@ -88,9 +94,9 @@ def test_resume_skips_finished_cells_and_a_rerun_gives_the_same_numbers(quick_ru
 
 
 def test_bad_arguments_name_the_value(tmp_path, capsys):
-    with pytest.raises(ValueError, match="--tables '5'"):
-        parse_tables("5")
-    assert cli_main(["ablate", "--tables", "4", "--out", str(tmp_path)]) == 2
-    assert "Tables 4, 5 and 6-7 are not built yet" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--tables .7."):
+        parse_tables("7")
+    assert cli_main(["ablate", "--tables", "3,7", "--out", str(tmp_path)]) == 2
+    assert "choose from 3, 4, 5, 6, 8" in capsys.readouterr().err
     assert cli_main(["ablate", "--seeds", "0", "--out", str(tmp_path)]) == 2
     assert cli_main(["ablate", "--dataset", "cifar10", "--out", str(tmp_path)]) == 2

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..config import TrainConfig, bundled_config, load_config
 from ..errors import TrainingDiverged
+from ..nn.spiking import SpikingConfig
 from ..files import atomic_write_text, json_default
 from .registry import INITIAL, Row, Table, Variant
 
@@ -37,23 +38,34 @@ LAM_WS = 0.2
 OUTPUT_KEYS = ("out_dir", "progress", "plots", "description", "checkpoint_every", "keep_checkpoints")
 
 
-def base_config(quick: bool, epochs: int | None = None) -> TrainConfig:
-    """The demo's settings (refsnn/configs/demo.toml: tiny_resnet, digits, float32, lam_T and That's lr 0.1)
-    with the ablation's length: renewal's min_epochs scaled as in the demo (10 of 25 epochs); lam_w = lam_s =
-    LAM_WS."""
-    cfg = load_config(bundled_config("demo"))
-    n = epochs or (QUICK_EPOCHS if quick else FULL_EPOCHS)
+def cell_epochs(table: Table, quick: bool, epochs: int | None = None) -> int:
+    """--epochs, else the table's own (quick or full), else QUICK_EPOCHS / FULL_EPOCHS."""
+    if epochs:
+        return int(epochs)
+    own = table.quick_epochs if quick else table.epochs
+    return own or (QUICK_EPOCHS if quick else FULL_EPOCHS)
+
+
+def base_config(table: Table, quick: bool, epochs: int | None = None) -> TrainConfig:
+    """The table's base settings (Tables 3, 4, 5, 8: refsnn/configs/demo.toml, tiny_resnet on digits, float32,
+    lam_T and That's lr 0.1; Tables 6-7: demo_events.toml) with the ablation's length: renewal's min_epochs
+    scaled as in the demo (10 of 25 epochs); lam_w = lam_s = LAM_WS unless the table keeps the base's own."""
+    cfg = load_config(bundled_config(table.base))
+    n = cell_epochs(table, quick, epochs)
     data = replace(cfg.data, train_subset=QUICK_SUBSET) if quick else cfg.data
     renewal = replace(cfg.renewal, min_epochs=max(1, round(0.4 * n)))
-    regulate = replace(cfg.regulate, lam_w=LAM_WS, lam_s=LAM_WS)
-    return cfg.replace(epochs=n, data=data, renewal=renewal, regulate=regulate, progress="none", plots=False, checkpoint_every=0,
-                       description="refsnn ablate cell")
+    regulate = replace(cfg.regulate, lam_w=LAM_WS, lam_s=LAM_WS) if table.penalties else cfg.regulate
+    model = replace(cfg.model, name=table.model) if table.model else cfg.model
+    return cfg.replace(epochs=n, data=data, renewal=renewal, regulate=regulate, model=model, progress="none",
+                       plots=False, checkpoint_every=0, description="refsnn ablate cell")
 
 
-def cell_config(row: Row, variant: Variant, seed: int, quick: bool, epochs: int | None = None) -> TrainConfig:
+def cell_config(table: Table, row: Row, variant: Variant, seed: int, quick: bool,
+                epochs: int | None = None) -> TrainConfig:
     """docs/method.md §15: U-quant. = widths frozen at the target, no renewal, no Eq. 21; LBW = learnable widths
-    from 4/4/2 with Eq. 21 towards the target; "+ ... renew" = LBW with renewal on the named quantizers."""
-    cfg = base_config(quick, epochs)
+    from 4/4/2 with Eq. 21 towards the target; "+ ... renew" = LBW with renewal on the named quantizers.
+    Sequential mode (docs/method.md §14: the prior neuron, Tables 6-7): T is the row's constant, not learnt."""
+    cfg = base_config(table, quick, epochs)
     W, S, T = row.target
     method = dict(cfg.method.spiking)
     if variant.learn:
@@ -63,11 +75,21 @@ def cell_config(row: Row, variant: Variant, seed: int, quick: bool, epochs: int 
         method.update(weight_bits=float(W), spike_bits=float(S), time_steps=float(T),
                       learn_weight_bits=False, learn_spike_bits=False, learn_time=False)
     method.update(dict(variant.method))
+    if method.get("temporal_mode") == "sequential":
+        method.update(time_steps=float(T), learn_time=False)
+    # a frozen width (Table 5's 16-bit weights) or a constant T (T = 8) may lie above the base's bounds
+    for bound, width in (("weight_bound", method["weight_bits"]), ("spike_bound", method["spike_bits"]),
+                         ("time_bound", method["time_steps"])):
+        if int(width) > int(method.get(bound, getattr(SpikingConfig, bound))):
+            method[bound] = int(width)
     reg = replace(cfg.regulate, enabled=variant.learn, W=float(W), S=float(S), T=float(T), **dict(variant.regulate))
     ren = replace(cfg.renewal, mode=variant.renewal if variant.learn else "none")
     optim = replace(cfg.optim, lr={**cfg.optim.lr, **dict(variant.lr)})
+    data = cfg.data
+    if "T" in data.options:   # event frames: one per step
+        data = replace(data, options={**data.options, "T": int(T)})
     return cfg.replace(seed=int(seed), method=replace(cfg.method, spiking=method), regulate=reg, renewal=ren,
-                       optim=optim)
+                       optim=optim, data=data)
 
 
 def settings_hash(kind: str, cfg: TrainConfig) -> str:
@@ -100,11 +122,17 @@ class Cell:
         return f"Table {self.table.number} {self.row.key} {self.variant.label} seed {self.seed}"
 
 
-def table_cells(table: Table, seeds: int, quick: bool, epochs: int | None = None) -> list:
+def table_seeds(table: Table, quick: bool, seeds: int | None = None) -> int:
+    """--seeds, else 1 (quick) or the table's own full-run seeds (3 unless the table says otherwise)."""
+    return int(seeds) if seeds is not None else (1 if quick else (table.seeds or 3))
+
+
+def table_cells(table: Table, seeds: int | None, quick: bool, epochs: int | None = None) -> list:
     rows = [r for r in table.rows if not quick or r.key in table.quick_rows]
     cols = [c for c in table.columns if not quick or c.key in table.quick_columns]
-    return [Cell(table, r, c, s, cell_config(r, c, s, quick, epochs)) for r in rows for c in cols
-            for s in range(seeds)]
+    n = table_seeds(table, quick, seeds)
+    return [Cell(table, r, c, s, cell_config(table, r, c, s, quick, epochs)) for r in rows for c in cols
+            if table.runs(r, c) for s in range(n)]
 
 
 def run_cell(kind: str, cfg_dict: dict) -> dict:

@@ -44,12 +44,13 @@ def orderings(table: Table, summ: dict) -> list:
     lines = []
     rows = [r.key for r in table.rows]
     for better, worse in table.orderings:
-        gains = [summ[(r, better)]["mean"] - summ[(r, worse)]["mean"] for r in rows
-                 if (r, better) in summ and (r, worse) in summ]
+        ref = _reference(table, worse)
+        gains = [summ[(r, better)]["mean"] - summ[(ref or r, worse)]["mean"] for r in rows
+                 if (r, better) in summ and (ref or r, worse) in summ]
         pk = pn = 0
         if table.paper:
-            pg = [table.paper[(r, better)][1] - table.paper[(r, worse)][1] for r in rows
-                  if (r, better) in table.paper and (r, worse) in table.paper]
+            pg = [table.paper[(r, better)][1] - table.paper[(ref or r, worse)][1] for r in rows
+                  if (r, better) in table.paper and (ref or r, worse) in table.paper]
             pk, pn = sum(g > 0 for g in pg), len(pg)
         name = f"{table.column(better).label} > {table.column(worse).label}"
         if not gains:
@@ -57,6 +58,12 @@ def orderings(table: Table, summ: dict) -> list:
         lines.append((name, sum(g > 0 for g in gains), len(gains), float(np.mean(gains)) if gains else math.nan,
                       pk, pn))
     return lines
+
+
+def _reference(table: Table, key: str) -> str | None:
+    """The one row of a column that runs in a single row (Table 5's original): every row compares with it."""
+    rows = table.column(key).rows
+    return rows[0] if len(rows) == 1 else None
 
 
 def _verdict(lines: list) -> str:
@@ -68,13 +75,22 @@ def _verdict(lines: list) -> str:
     return "; ".join(parts) + "." if parts else "no comparable cells ran."
 
 
+def _length(cells: list, table: Table) -> str:
+    mine = [c for c in cells if c.table is table]
+    if not mine:
+        return "no cells"
+    seeds = len({c.seed for c in mine})
+    epochs = sorted({c.config.epochs for c in mine})
+    return f"{'/'.join(map(str, epochs))} epoch{'s' if epochs != [1] else ''}, {seeds} seed{'s' if seeds != 1 else ''} per cell"
+
+
 def table_markdown(table: Table, cells: list, results: dict, figure: str | None) -> str:
     summ = summarize(table, cells, results)
     ran_rows = [r for r in table.rows if any((r.key, c.key) in summ for c in table.columns)]
     cols = [c for c in table.columns if any((r.key, c.key) in summ for r in table.rows)]
     out = [f"## Table {table.number}: {table.title}", ""]
     out.append(f"Cells: reached W/S/T (mean over seeds), test accuracy % mean ± std; below, the paper's "
-               f"numbers for the same cell ({table.paper_source}).  Ours are tiny_resnet on the bundled digits.")
+               f"numbers for the same cell ({table.paper_source}).  Ours are {table.ours}; {_length(cells, table)}.")
     out.append("")
     out.append("| target W/S/T | " + " | ".join(c.label for c in cols) + " |")
     out.append("|---|" + "---|" * len(cols))
@@ -95,26 +111,35 @@ def table_markdown(table: Table, cells: list, results: dict, figure: str | None)
     out.append("")
     out.append(f"**Verdict.** {_verdict(lines)}")
     if figure:
-        out += ["", f"![Table {table.number}: accuracy against Bit Budget]({figure})"]
+        what = "T" if table.figure == "T" else "Bit Budget"
+        out += ["", f"![Table {table.number}: accuracy against {what}]({figure})"]
     return "\n".join(out) + "\n"
 
 
 def plot_table(table: Table, cells: list, results: dict, path) -> Path:
-    """Accuracy (mean ± std over seeds) against the reached Bit Budget W*S*T, one line per variant."""
+    """Accuracy (mean ± std over seeds) against the reached Bit Budget W*S*T, one line per variant; for a
+    table with ``figure = "T"`` (Tables 6-7) against the constant T, one curve with its std band per variant."""
     from ..plots import save_figure   # first: it sets the Agg backend
     import matplotlib.pyplot as plt
     summ = summarize(table, cells, results)
+    by_t = table.figure == "T"
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for c in table.columns:
-        pts = sorted((summ[(r.key, c.key)]["bb"], summ[(r.key, c.key)]["mean"], summ[(r.key, c.key)]["std"])
-                     for r in table.rows if (r.key, c.key) in summ)
-        if pts:
-            x, y, e = zip(*pts)
+        pts = sorted((r.target[2] if by_t else summ[(r.key, c.key)]["bb"], summ[(r.key, c.key)]["mean"],
+                      summ[(r.key, c.key)]["std"]) for r in table.rows if (r.key, c.key) in summ)
+        if not pts:
+            continue
+        x, y, e = (np.array(v) for v in zip(*pts))
+        if by_t:
+            line, = ax.plot(x, y, marker="o", label=c.label)
+            ax.fill_between(x, y - e, y + e, color=line.get_color(), alpha=0.2)
+        else:
             ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=c.label)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("reached Bit Budget W*S*T (model averages)")
+    ax.set_xlabel("T (time steps, a constant of the run)" if by_t else "reached Bit Budget W*S*T (model averages)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Table {table.number} on digits: accuracy vs Bit Budget")
+    data = "event digits" if table.base == "demo_events" else "digits"
+    ax.set_title(f"Table {table.number} on {data}: accuracy vs {'T' if by_t else 'Bit Budget'}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
