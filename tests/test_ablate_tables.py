@@ -138,3 +138,13 @@ def test_quick_table6_is_one_event_cell_with_its_figure(quick_run):
     assert "1 epoch, 1 seed per cell" in text.split("## Table 6:")[1]
     assert (out / "figures" / "ablation_table6.png").stat().st_size > 1000
     assert "accuracy against T" in text and "4 to run" in err
+
+
+def test_temporal_drops_compare_the_largest_and_smallest_T():
+    from refsnn.ablate.report import temporal_drops
+    summ = {("2/2/1", "prior_uquant"): {"mean": 40.0}, ("2/2/8", "prior_uquant"): {"mean": 90.0},
+            ("2/2/2", "prior_uquant"): {"mean": 99.0}, ("2/2/1", "method_seq"): {"mean": 85.0}}
+    lines = temporal_drops(T6, summ)
+    assert len(lines) == 1   # the method ran at one T only: no drop to report
+    assert lines[0].startswith("tau = 2 & Eq. 3-5, U-quant.: accuracy at T = 1 minus at T = 8: -50.00 pp")
+    assert "(paper: -43.50 pp, T = 1 minus T = 8)" in lines[0]

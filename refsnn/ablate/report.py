@@ -60,6 +60,24 @@ def orderings(table: Table, summ: dict) -> list:
     return lines
 
 
+def temporal_drops(table: Table, summ: dict) -> list:
+    """The temporal constraint (Tables 6-7): per column, accuracy at the smallest T that ran minus at the largest
+    (negative: a fall), ours and the paper's (between the smallest and the largest T it reports among our rows)."""
+    lines = []
+    for c in table.columns:
+        ran = sorted((r.target[2], summ[(r.key, c.key)]["mean"]) for r in table.rows if (r.key, c.key) in summ)
+        if len(ran) < 2:
+            continue
+        (t0, a0), (t1, a1) = ran[0], ran[-1]
+        text = f"{c.label}: accuracy at T = {t0} minus at T = {t1}: {a0 - a1:+.2f} pp"
+        pap = sorted((r.target[2], table.paper[(r.key, c.key)][1]) for r in table.rows
+                     if table.paper and (r.key, c.key) in table.paper)
+        if len(pap) >= 2:
+            text += f" (paper: {pap[0][1] - pap[-1][1]:+.2f} pp, T = {pap[0][0]} minus T = {pap[-1][0]})"
+        lines.append(text)
+    return lines
+
+
 def _reference(table: Table, key: str) -> str | None:
     """The one row of a column that runs in a single row (Table 5's original): every row compares with it."""
     rows = table.column(key).rows
@@ -106,6 +124,8 @@ def table_markdown(table: Table, cells: list, results: dict, figure: str | None)
     for name, k, n, gain, pk, pn in lines:
         paper = f" (paper: holds in {pk}/{pn} rows)" if pn else ""
         out.append(f"* {name}: holds in {k}/{n} rows, mean gain {gain:+.2f} pp{paper}")
+    if table.figure == "T":
+        out += [f"* {line}" for line in temporal_drops(table, summ)]
     for note in table.notes:
         out.append(f"* {note}")
     out.append("")
