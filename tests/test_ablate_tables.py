@@ -71,7 +71,7 @@ def test_spikformer_table_uses_the_model_and_freezes_the_original():
     sc = orig.spiking_config()
     assert (sc.weight_bits, sc.spike_bits, sc.time_steps) == (16.0, 1.0, 4.0) and sc.weight_bound == 16
     assert sc.time_bound == 4 and not (sc.learn_weight_bits or sc.learn_spike_bits or sc.learns_time)
-    assert not orig.regulate.enabled and orig.renewal.mode == "none" and orig.epochs == 10
+    assert not orig.regulate.enabled and orig.renewal.mode == "none" and orig.epochs == 6
     cells = C.table_cells(T5, None, quick=False)
     assert len(cells) == 2 * (5 * 3 + 1)   # 2 seeds; the original only in its row, no other column there
     assert {c.variant.key for c in cells if c.row.key == "16/1/4"} == {"original"}
@@ -85,7 +85,7 @@ def test_event_table_fixes_T_and_frames_per_row():
             sc = cfg.spiking_config()
             assert cfg.data.name == "event_digits" and cfg.data.options["T"] == T
             assert sc.temporal_mode == "sequential" and sc.time_steps == T and sc.time_bound >= T
-            assert not sc.learns_time and cfg.epochs == 6
+            assert not sc.learns_time and cfg.epochs == 4
         prior = cfg_of(T6, f"2/2/{T}", "prior_uquant").spiking_config()
         assert (prior.neuron, prior.weight_bits, prior.spike_bits, prior.learn_spike_bits) == ("prior", 2.0, 2.0, False)
         method = cfg_of(T6, f"2/2/{T}", "method_seq")

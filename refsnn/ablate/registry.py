@@ -236,7 +236,7 @@ TABLE5 = Table(
     orderings=(("lbw", "uquant"), ("lbw_act", "lbw"), ("lbw", "original"), ("lbw_act", "original")),
     quick_rows=("2/2/1",), quick_columns=("lbw",), model="tiny_spikformer", quick_epochs=1,
     ours="tiny_spikformer (refsnn.models: 1 block, D = 32, 2 heads) on the bundled UCI digits",
-    epochs=10, seeds=2,
+    epochs=6, seeds=2,
     notes=("The original is one frozen cell (weights 16 bits, binary spikes, T = 4 in squeeze mode, no "
            "Eq. 21); the orderings against it compare every row with that one cell.",
            "'LBW + renew' is the paper's default renewal (Act.-only)."),
@@ -261,7 +261,7 @@ TABLE67 = Table(
     orderings=(("method_seq", "prior_uquant"),),
     quick_rows=("2/2/2",), quick_columns=("method_seq",), base="demo_events", quick_epochs=1, penalties=False,
     ours="tiny_resnet in sequential mode on the bundled event digits (refsnn/configs/demo_events.toml)",
-    epochs=6, seeds=2, figure="T",
+    epochs=4, seeds=2, figure="T",
     notes=("Both columns run step by step with T the row's constant; the prior U-quant. is frozen at W/S 2/2 "
            "(tau = 2, Eq. 3-5, flooring), the method learns W and S from 4/4 towards 2/2 (Eq. 21 with "
            "demo_events.toml's penalties) with act.-only renewal.",
