@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds per cell (default: 3, Tables 5 and 6-7: 2; --quick: 1)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per cell (default: 15, Table 5: 6, Tables 6-7: 4; --quick: 2, Tables 5-7: 1)")
+                   help="epochs per cell (default: 15, Tables 6-7: 4; --quick: 2, Tables 5-7: 1)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel processes (default: 1)")
     p.add_argument("--out", default=None, metavar="DIR", help="write DIR/ABLATIONS.md, DIR/figures/, DIR/cells/ "
                    "(default: the checkout's verify/ABLATIONS.md, figures/, verify/ablations/; --quick: "

@@ -71,7 +71,7 @@ def test_spikformer_table_uses_the_model_and_freezes_the_original():
     sc = orig.spiking_config()
     assert (sc.weight_bits, sc.spike_bits, sc.time_steps) == (16.0, 1.0, 4.0) and sc.weight_bound == 16
     assert sc.time_bound == 4 and not (sc.learn_weight_bits or sc.learn_spike_bits or sc.learns_time)
-    assert not orig.regulate.enabled and orig.renewal.mode == "none" and orig.epochs == 6
+    assert not orig.regulate.enabled and orig.renewal.mode == "none" and orig.epochs == 15
     cells = C.table_cells(T5, None, quick=False)
     assert len(cells) == 2 * (5 * 3 + 1)   # 2 seeds; the original only in its row, no other column there
     assert {c.variant.key for c in cells if c.row.key == "16/1/4"} == {"original"}
