@@ -45,6 +45,17 @@ def parse_tables(text: str) -> list:
     return [TABLES[k] for k in dict.fromkeys(keys)]
 
 
+def _lengths(tables, cells) -> str:
+    """Epochs x seeds per table (Tables 5 and 6-7 run fewer than 3 and 4 in the full run)."""
+    parts = []
+    for t in tables:
+        mine = [c for c in cells if c.table is t]
+        if mine:
+            epochs = "/".join(str(e) for e in sorted({c.config.epochs for c in mine}))
+            parts.append(f"Table {t.number}: {epochs} epochs x {len({c.seed for c in mine})} seed(s)")
+    return "; ".join(parts)
+
+
 def _header(tables, quick, cells, results, wall, ran) -> str:
     kind = "a QUICK RUN: a smoke test of few cells, one seed, 1-2 epochs on 320 samples, not the ablation" if quick \
         else "the full run"
@@ -57,7 +68,7 @@ def _header(tables, quick, cells, results, wall, ran) -> str:
         "# Ablations of the paper, run with refsnn" + (" — QUICK RUN" if quick else ""), "",
         f"Written by `refsnn ablate`, {kind}, on {datetime.date.today().isoformat()}, tables "
         f"{', '.join(t.number for t in tables)}: {n_cells} cells, {len(runs)} training runs (a cell shared by two "
-        f"tables runs once; epochs and seeds per table below).  Training time summed over all runs "
+        f"tables runs once; {_lengths(tables, cells)}).  Training time summed over all runs "
         f"{cell_s:.0f} s = {cell_s / 60:.1f} min ({core_s / 60:.1f} core-min); this invocation trained {ran} of them "
         f"in {wall:.0f} s = {wall / 60:.1f} min of wall time{resumed}, on "
         f"{platform.machine()} with {os.cpu_count()} CPUs.", "",
