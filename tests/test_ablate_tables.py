@@ -35,7 +35,7 @@ def test_registry_has_the_papers_rows_columns_and_numbers():
     assert [r.key for r in T5.rows] == ["1/1/1", "1/2/1", "2/2/1", "2/3/1", "3/3/1", "16/1/4"]
     assert T5.paper[("16/1/4", "original")] == ("16/1/4", 95.19) and T5.paper[("2/2/1", "lbw_act")][1] == 95.84
     assert len(T5.paper) == 5 * 3 + 1
-    assert [r.target[2] for r in T6.rows] == [1, 2, 4, 8] and T6.paper[("2/2/1", "prior_uquant")][1] == 35.8
+    assert [r.target[2] for r in T6.rows] == [1, 2, 4, 8] and T6.paper[("2/2/1", "prior_budget16")][1] == 35.8
     assert ("2/2/8", "method_seq") not in T6.paper   # the paper has no T = 8 row for its own Spikformer
 
 
@@ -80,7 +80,7 @@ def test_spikformer_table_uses_the_model_and_freezes_the_original():
 
 def test_event_table_fixes_T_and_frames_per_row():
     for T in (1, 2, 4, 8):
-        for key in ("prior_uquant", "method_seq"):
+        for key in ("prior_uquant", "prior_budget16", "method_seq"):
             cfg = cfg_of(T6, f"2/2/{T}", key, quick=False)
             sc = cfg.spiking_config()
             assert cfg.data.name == "event_digits" and cfg.data.options["T"] == T
@@ -88,6 +88,10 @@ def test_event_table_fixes_T_and_frames_per_row():
             assert not sc.learns_time and cfg.epochs == 4
         prior = cfg_of(T6, f"2/2/{T}", "prior_uquant").spiking_config()
         assert (prior.neuron, prior.weight_bits, prior.spike_bits, prior.learn_spike_bits) == ("prior", 2.0, 2.0, False)
+        budget = cfg_of(T6, f"2/2/{T}", "prior_budget16").spiking_config()
+        # the paper's prior cells: Bit Budget 16 = W * S * T with W = 1, frozen, the spike bound raised to S
+        assert (budget.neuron, budget.weight_bits, budget.spike_bits, budget.time_steps) == ("prior", 1.0, 16 / T, T)
+        assert not budget.learn_spike_bits and budget.spike_bound >= 16 / T
         method = cfg_of(T6, f"2/2/{T}", "method_seq")
         assert method.spiking_config().neuron == "refined" and method.spiking_config().learn_weight_bits
         assert (method.regulate.lam_w, method.regulate.lam_s) == (0.3, 0.5)   # demo_events.toml's, kept
@@ -142,9 +146,10 @@ def test_quick_table6_is_one_event_cell_with_its_figure(quick_run):
 
 def test_temporal_drops_compare_the_largest_and_smallest_T():
     from refsnn.ablate.report import temporal_drops
-    summ = {("2/2/1", "prior_uquant"): {"mean": 40.0}, ("2/2/8", "prior_uquant"): {"mean": 90.0},
-            ("2/2/2", "prior_uquant"): {"mean": 99.0}, ("2/2/1", "method_seq"): {"mean": 85.0}}
+    summ = {("2/2/1", "prior_budget16"): {"mean": 40.0}, ("2/2/8", "prior_budget16"): {"mean": 90.0},
+            ("2/2/2", "prior_budget16"): {"mean": 99.0}, ("2/2/1", "method_seq"): {"mean": 85.0}}
     lines = temporal_drops(T6, summ)
-    assert len(lines) == 1   # the method ran at one T only: no drop to report
-    assert lines[0].startswith("tau = 2 & Eq. 3-5, U-quant.: accuracy at T = 1 minus at T = 8: -50.00 pp")
+    assert len(lines) == 1   # the method ran at one T only, the W/S 2/2 prior at none: no drop to report
+    assert lines[0].startswith("tau = 2 & Eq. 3-5, U-quant. at Bit Budget 16 (1/(16/T)/T): accuracy at T = 1 minus "
+                               "at T = 8: -50.00 pp")
     assert "(paper: -43.50 pp, T = 1 minus T = 8)" in lines[0]

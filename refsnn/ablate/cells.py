@@ -67,6 +67,9 @@ def cell_config(table: Table, row: Row, variant: Variant, seed: int, quick: bool
     Sequential mode (docs/method.md §14: the prior neuron, Tables 6-7): T is the row's constant, not learnt."""
     cfg = base_config(table, quick, epochs)
     W, S, T = row.target
+    if variant.budget and not variant.learn:
+        # Tables 6-7's prior cells: the Bit Budget W * S * T held at ``budget`` with W = 1 (S = budget / T)
+        W, S = 1, variant.budget / T
     method = dict(cfg.method.spiking)
     if variant.learn:
         method.update(weight_bits=INITIAL[0], spike_bits=INITIAL[1], time_steps=INITIAL[2],
