@@ -270,3 +270,12 @@ def test_torch_yardstick_of_the_benchmark_runs():
     step64 = build_step(torch, rng.standard_normal((2, 3, 32, 32)), rng.integers(0, 10, 2), dim=32, depth=1, heads=2,
                         dtype="float64")
     assert np.isfinite(step64())
+
+
+def test_bench_against_torch_eager_is_only_for_the_spikformer(capsys):
+    """--against torch-eager names the models that have a plain-PyTorch step when given another one."""
+    from refsnn.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "train", "--models", "tiny_resnet", "--against", "torch-eager", "--repeats", "1"])
+    assert e.value.code == 2
+    assert "only ['spikformer_4_384']" in capsys.readouterr().err

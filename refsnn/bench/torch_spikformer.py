@@ -1,4 +1,9 @@
-"""The yardstick of ``refsnn bench train --models spikformer_4_384 --against torch``: the step in PyTorch eager.
+"""A second yardstick for the Spikformer step, independent of the port: the step in plain PyTorch eager.
+
+``refsnn bench train --against torch`` times the PyTorch port (``refsnn.torch``); this module states the
+same Spikformer-4-384 step from scratch, without the port's custom autograd functions, so that a port
+slowed by its own code cannot flatter refsnn (issue 13 measured both: refsnn / port 0.54, refsnn / this
+0.58 on the same run).
 
 Not part of the library (torch is never a dependency): a compact re-statement of
 ``refsnn.models.spikformer`` with the method's quantizers written as straight-through

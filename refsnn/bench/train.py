@@ -107,12 +107,22 @@ def _clock(step) -> float:
     return time.perf_counter() - t
 
 
-def torch_step(model_name: str, dtype: str, batch: int | None = None) -> tuple:
-    """(the same step in the PyTorch port, ``refsnn.torch.bench``, its thread count = numba's)."""
+#: models with a hand-written plain-PyTorch step (``--against torch-eager``, refsnn.bench.torch_spikformer)
+EAGER = ("spikformer_4_384",)
+
+
+def torch_step(model_name: str, dtype: str, batch: int | None = None, against: str = "torch") -> tuple:
+    """(the same step in the PyTorch port, ``refsnn.torch.bench``, or with ``against="torch-eager"`` in the
+    hand-written plain-PyTorch Spikformer of ``refsnn.bench.torch_spikformer``; its thread count = numba's)."""
     import numba
     batch = batch or CASES[model_name]["batch"]
     x, y = case_batch(model_name, np.dtype(dtype), batch)
     threads = numba.get_num_threads()
+    if against == "torch-eager":
+        import torch
+        from .torch_spikformer import build_step
+        torch.set_num_threads(threads)
+        return build_step(torch, x, y.astype(np.int64), dtype=dtype), threads
     from refsnn.torch.bench import step_fn
     return step_fn(model_name, dtype, x, y, threads), threads
 
@@ -122,7 +132,7 @@ def run_case(model_name: str, dtype: str, repeats: int, batch: int | None = None
     both see the same load of a shared machine), medians and minima, then refsnn's memory peaks."""
     batch = batch or CASES[model_name]["batch"]
     step = refsnn_step(model_name, dtype, batch)
-    other, threads = torch_step(model_name, dtype, batch) if against == "torch" else (None, 0)
+    other, threads = torch_step(model_name, dtype, batch, against) if against else (None, 0)
     warm = _clock(step)  # warm-up: LSQ initialisation, numba compilation
     twarm = _clock(other) if other else 0.0
     times, ttimes = [], []
@@ -174,15 +184,18 @@ def main(argv=None) -> int:
                     help="comma-separated: tiny_resnet,tiny_resnet_seq,resnet20,spikformer_4_384")
     ap.add_argument("--dtypes", default="float32,float64", help="comma-separated: float32,float64")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
-    ap.add_argument("--against", choices=("torch",), default=None,
-                    help="also time the same step in the PyTorch port (refsnn.torch; needs the torch extra) with "
-                         "the same number of threads, and report the ratio")
+    ap.add_argument("--against", choices=("torch", "torch-eager"), default=None,
+                    help="also time the same step in the PyTorch port (torch: refsnn.torch; needs the torch extra) "
+                         "or, for spikformer_4_384 only, in a hand-written plain-PyTorch step (torch-eager: "
+                         "refsnn.bench.torch_spikformer), with the same number of threads, and report the ratio")
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     dtypes = [d for d in args.dtypes.split(",") if d]
     for m in models:
         if m not in CASES:
             ap.error(f"--models: unknown model {m!r}; choose from {list(CASES)}")
+    if args.against == "torch-eager" and any(m not in EAGER for m in models):
+        ap.error(f"--against torch-eager: only {list(EAGER)} have a plain-PyTorch step; got --models {args.models}")
     for d in dtypes:
         if d not in ("float32", "float64"):
             ap.error(f"--dtypes: {d!r} is not float32 or float64")
@@ -200,7 +213,7 @@ def main(argv=None) -> int:
             try:
                 rows.append(run_case(m, d, reps, against=args.against if m not in NO_TORCH else None))
             except ImportError as e:
-                ap.error(f"--against torch needs the PyTorch port: {e}")
+                ap.error(f"--against {args.against} needs torch (pip install -e \".[torch]\"): {e}")
             if not args.json:
                 print(f"  {m} {d}: {rows[-1]['median_s']:.3f} s/step", file=sys.stderr, flush=True)
     if args.json:
