@@ -172,6 +172,29 @@ def emit(u: torch.Tensor, B: int, domain: str, shift: float) -> torch.Tensor:
     return torch.clamp(torch.floor(u), q_min, q_max)
 
 
+def refined_h(u, S, inside, q_min: float, q_max: float) -> torch.Tensor:
+    """App. A.6-A.7 / A.12-A.13: dShat/dV_th per element (over the LSQ scale): S - u inside, q_max above,
+    q_min below."""
+    # App. A.6-A.7 / A.12-A.13: h = S - u inside, q_max above, q_min below
+    return torch.where(inside, S - u, torch.where(u > q_max, torch.full_like(u, q_max), torch.full_like(u, q_min)))
+
+
+def step_grads(gS, h, u, inside, amp, B: int, q_max: float, N: int, c: Convention, domain: str) -> tuple:
+    """One step's (dL/dV_th^t, dL/dB^t) from dL/dShat^t (App. A.6-A.7 / A.12-A.13, Eq. 16-17 / App. A.10-A.11),
+    given the neuron's h (``refined_h``, or the prior neuron's) and its output amplitude ``amp`` (V_th^t or
+    alpha^t); shared by the squeeze and the sequential neurons."""
+    # Eq. 16-17 / App. A.10-A.11: k = sign(u) amp F ln2 outside [q_min, q_max] (positive domain: only u > q_max)
+    outside = (u > q_max) if domain == "positive" else ~inside
+    F = c.one_bit_factor if B == 1 else q_max + 1
+    k = torch.where(outside, torch.sign(u) * amp * F * LN2, torch.zeros_like(u))
+    # LSQ gradient scale g = 1 / sqrt(N q_max); C1: g_B = g (paper) or 1 (official)
+    g = 1.0 / math.sqrt(N * q_max)
+    g_B = g if c.bit_grad_lsq else 1.0
+    # App. A.6-A.7 / A.12-A.13: dL/dV_th^t = g sum_j dL/dShat_j^t h_j;
+    # Eq. 16-17 / App. A.10-A.11: dL/dB^t = g_B sum_j dL/dShat_j^t k_j
+    return g * (gS * h).sum(), g_B * (gS * k).sum()
+
+
 def membrane(I, v_th, bits, T: int, domain: str, shift: float, tau: float, reset_decay: bool):
     """Eq. 13-15 over T steps: ``(y, v)`` with v of shape (T, *I.shape) (no tape; also the observers' X)."""
     inv_tau = 1.0 / tau
@@ -228,20 +251,8 @@ class RefinedNeuron(torch.autograd.Function):
             S = emit(u, B[t], domain, shift)
             # Eq. 20: dShat^t/dv^t = [q_min <= u <= q_max]
             inside = (q_min <= u) & (u <= q_max)
-            # App. A.6-A.7 / A.12-A.13: h = S - u inside, q_max above, q_min below
-            h = torch.where(inside, S - u, torch.where(u > q_max, torch.full_like(u, q_max),
-                                                       torch.full_like(u, q_min)))
-            # Eq. 16-17 / App. A.10-A.11: k = sign(u) V_th^t F ln2 outside (positive domain: only u > q_max)
-            outside = (u > q_max) if domain == "positive" else ~inside
-            F = c.one_bit_factor if B[t] == 1 else q_max + 1
-            k = torch.where(outside, torch.sign(u) * v_th[t] * F * LN2, torch.zeros_like(u))
-            # LSQ gradient scale g = 1 / sqrt(N q_max); C1: g_B = g (paper) or 1 (official)
-            g = 1.0 / math.sqrt(N * q_max)
-            g_B = g if c.bit_grad_lsq else 1.0
-            # App. A.6-A.7 / A.12-A.13: dL/dV_th^t = g sum_j dL/dShat_j^t h_j
-            g_vth[t] = g * (gS * h).sum()
-            # Eq. 16-17 / App. A.10-A.11: dL/dB^t = g_B sum_j dL/dShat_j^t k_j
-            g_bits[t] = g_B * (gS * k).sum()
+            g_vth[t], g_bits[t] = step_grads(gS, refined_h(u, S, inside, q_min, q_max), u, inside, v_th[t],
+                                             B[t], q_max, N, c, domain)
             # Eq. 20 + Eq. 13 carry: dL/dv^t = dL/dShat^t ind + (1/tau) dL/dv^{t+1}  (C3 official: no carry)
             ind = inside.to(gy.dtype)
             gv = gS * ind + inv_tau * gv_next if c.bptt else gS * ind

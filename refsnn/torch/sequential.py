@@ -12,7 +12,7 @@ import torch
 
 from ..method.conventions import PAPER, Convention, check_convention
 from ..method.neuron import DOMAINS, ROUNDINGS, spike_grid
-from .functions import LN2, emit
+from .functions import emit, refined_h, step_grads
 
 
 def seq_membrane(I, v_th, amp, bits, domain: str, shift: float, tau: float, reset_decay: bool):
@@ -76,20 +76,9 @@ class SequentialNeuron(torch.autograd.Function):
                 # Eq. 3-5 with alpha held fixed: dShat/dV_th = -(alpha/V_th) u inside, 0 outside (Decision)
                 h = torch.where(inside, -(gain * u), torch.zeros_like(u))
             else:
-                # App. A.6-A.7 / A.12-A.13: h = S - u inside, q_max above, q_min below
-                h = torch.where(inside, S - u, torch.where(u > q_max, torch.full_like(u, q_max),
-                                                           torch.full_like(u, q_min)))
-            # Eq. 16-17 / App. A.10-A.11: k = sign(u) a^t F ln2 outside [q_min, q_max] (positive: above)
-            outside = (u > q_max) if domain == "positive" else ~inside
-            F = c.one_bit_factor if B[t] == 1 else q_max + 1
-            k = torch.where(outside, torch.sign(u) * A[t] * F * LN2, torch.zeros_like(u))
-            # LSQ gradient scale g = 1 / sqrt(N q_max); C1: g_B = g (paper) or 1 (official)
-            g = 1.0 / math.sqrt(N * q_max)
-            g_B = g if c.bit_grad_lsq else 1.0
-            # App. A.6-A.7 / A.12-A.13: dL/dV_th^t = g sum_j dL/dShat_j^t h_j
-            g_vth[t] = g * (gS * h).sum()
-            # Eq. 16-17 / App. A.10-A.11: dL/dB^t = g_B sum_j dL/dShat_j^t k_j
-            g_bits[t] = g_B * (gS * k).sum()
+                h = refined_h(u, S, inside, q_min, q_max)
+            # App. A.6-A.7 / A.12-A.13, Eq. 16-17 / App. A.10-A.11 with the amplitude a^t
+            g_vth[t], g_bits[t] = step_grads(gS, h, u, inside, A[t], B[t], q_max, N, c, domain)
             # Eq. 3: dL/dalpha^t = sum_j dL/dShat_j^t S_j^t (an amplitude: no LSQ scale)
             g_alpha[t] = (gS * S).sum()
             ind = inside.to(gO.dtype)
